@@ -1,0 +1,1 @@
+namespace Tally.Ledger; public static class Placeholder {}
