@@ -1,0 +1,186 @@
+using Tally.Ledger.Model;
+
+namespace Tally.Ledger.Engine;
+
+public sealed record SubscriptionRequest(
+    string Plan, long? CreditsPerPeriod, PeriodKind Period, DateTimeOffset? Anchor = null, long RolloverMax = 0);
+
+public sealed record GrantRequest(
+    string OrganizationId, long Credits, string IdempotencyKey, GrantSource Source = GrantSource.Topup, int Priority = 0,
+    DateTimeOffset? ExpiresAt = null, string? Reason = null);
+
+internal static class Views
+{
+    public static OrganizationView Organization(OrganizationState state) =>
+        new(state.Id, state.Name, state.ExternalId, Names.Of(state.Status), state.CreatedAt);
+
+    public static GrantView Grant(GrantState grant) => new(grant.Id, grant.Credits, grant.Remaining, Names.Of(grant.Source),
+        grant.Priority, grant.EffectiveAt, grant.ExpiresAt, grant.CreatedAt);
+
+    public static SubscriptionView Subscription(SubscriptionState? subscription) => subscription is null
+        ? new SubscriptionView("none", null, null, null, 0, null, null, null, false)
+        : new SubscriptionView("active", subscription.Plan, Names.Of(subscription.Period), subscription.CreditsPerPeriod,
+            subscription.RolloverMax, subscription.Anchor, subscription.PeriodStart, subscription.PeriodEnd, subscription.Unlimited);
+
+    public static BalanceView Balance(OrganizationState state, DateTimeOffset now)
+    {
+        var remaining = Rules.ReportedRemaining(state, now);
+        var unlimited = state.Subscription is { Unlimited: true };
+        var grants = state.Grants.Where(grant => !grant.Expired).Select(Grant).ToList();
+        return new BalanceView(state.Id, Subscription(state.Subscription), unlimited ? -1 : state.UsedInPeriod + remaining,
+            state.UsedInPeriod, remaining, state.Held(), unlimited, state.Assistants.Count > 0, Names.Of(state.Status), grants);
+    }
+}
+
+internal sealed class CreateOrganizationCommand(string name, string? externalId) : LedgerCommand<OrganizationView>
+{
+    public override string? OrganizationId => null;
+
+    protected override Outcome<OrganizationView> DecideOutcome(DecisionContext context)
+    {
+        var state = new OrganizationState
+        {
+            Id = "org-" + Guid.CreateVersion7(context.Now),
+            Name = name,
+            ExternalId = externalId,
+            Status = OrganizationStatus.Active,
+            CreatedAt = context.Now,
+        };
+        context.AddOrganization(state);
+        return new(Views.Organization(state), null);
+    }
+}
+
+internal sealed class UpdateOrganizationCommand(string organizationId, string? name, OrganizationStatus? status)
+    : OrganizationCommand<OrganizationView>(organizationId)
+{
+    protected override Outcome<OrganizationView> DecideFor(OrganizationState state, DecisionContext context)
+    {
+        if (name is not null) state.Name = name;
+        if (status is not null) state.Status = status.Value;
+        return new(Views.Organization(state), null);
+    }
+}
+
+/// <summary>Subscription changes: a new or changed plan starts the current period under the new terms.</summary>
+internal sealed class PutSubscriptionCommand(string organizationId, SubscriptionRequest request)
+    : OrganizationCommand<SubscriptionView>(organizationId)
+{
+    protected override Outcome<SubscriptionView> DecideFor(OrganizationState state, DecisionContext context)
+    {
+        var now = context.Now;
+        var anchor = request.Anchor ?? state.Subscription?.Anchor ?? now;
+        var current = state.Subscription;
+        if (current is not null && current.Plan == request.Plan && current.CreditsPerPeriod == request.CreditsPerPeriod
+            && current.Period == request.Period && current.Anchor == anchor && current.RolloverMax == request.RolloverMax)
+        {
+            return new(Views.Subscription(current), null);
+        }
+        var previousPeriodStart = current?.PeriodStart;
+        Rules.EndPeriodGrants(state, now, context.Changes);
+        state.Subscription = new SubscriptionState
+        {
+            Plan = request.Plan,
+            CreditsPerPeriod = request.CreditsPerPeriod,
+            Period = request.Period,
+            Anchor = anchor,
+            RolloverMax = request.RolloverMax,
+            PeriodStart = now,
+            PeriodEnd = now,
+        };
+        Rules.StartPeriod(state, now, rolloverCredits: 0, context.Changes);
+        if (state.Subscription.PeriodStart != previousPeriodStart) state.UsedInPeriod = 0;
+        return new(Views.Subscription(state.Subscription), null);
+    }
+}
+
+internal sealed class CancelSubscriptionCommand(string organizationId) : OrganizationCommand<SubscriptionView>(organizationId)
+{
+    protected override Outcome<SubscriptionView> DecideFor(OrganizationState state, DecisionContext context)
+    {
+        if (state.Subscription is null) return new(Views.Subscription(null), null);
+        Rules.EndPeriodGrants(state, context.Now, context.Changes);
+        state.Subscription = null;
+        state.UsedInPeriod = 0;
+        return new(Views.Subscription(null), null);
+    }
+}
+
+internal sealed class GrantCommand(GrantRequest request)
+    : IdempotentCommand<GrantView>(request.OrganizationId, request.IdempotencyKey, LedgerJson.Default.GrantView)
+{
+    protected override string Parameters => Spending.Join(
+        "grant", request.Credits, request.Source, request.Priority, request.ExpiresAt?.ToUnixTimeMilliseconds(), request.Reason);
+
+    protected override Outcome<GrantView> DecideFresh(OrganizationState state, DecisionContext context)
+    {
+        var now = context.Now;
+        if (request.ExpiresAt is { } expiresAt && expiresAt <= now)
+        {
+            return Outcome<GrantView>.Failure(LedgerError.Invalid("expiresAt", "A grant must expire in the future."));
+        }
+        var grant = Rules.AddGrant(state, request.Credits, request.Source, request.Priority, now, request.ExpiresAt, null, now, context.Changes);
+        return new(Views.Grant(grant), null);
+    }
+}
+
+internal sealed class AddAssistantCommand(string organizationId, string name) : OrganizationCommand<AssistantView>(organizationId)
+{
+    protected override Outcome<AssistantView> DecideFor(OrganizationState state, DecisionContext context)
+    {
+        if (state.Assistants.Count >= Limits.AssistantsPerOrganizationMax)
+        {
+            return Outcome<AssistantView>.Failure(LedgerError.Invalid("name", $"An organization has at most {Limits.AssistantsPerOrganizationMax} assistants."));
+        }
+        var assistant = new AssistantState(Guid.CreateVersion7(context.Now).ToString(), name, context.Now);
+        state.Assistants.Add(assistant);
+        context.Changes.AssistantsAdded.Add((state.Id, assistant));
+        return new(new AssistantView(assistant.Id, assistant.Name, assistant.CreatedAt), null);
+    }
+}
+
+internal sealed class RemoveAssistantCommand(string organizationId, string assistantId) : OrganizationCommand<bool>(organizationId)
+{
+    protected override Outcome<bool> DecideFor(OrganizationState state, DecisionContext context)
+    {
+        var removed = state.Assistants.RemoveAll(assistant => assistant.Id == assistantId);
+        if (removed == 0) return Outcome<bool>.Failure(LedgerError.NotFound("The assistant"));
+        context.Changes.AssistantsRemoved.Add((state.Id, assistantId, context.Now));
+        return new(true, null);
+    }
+}
+
+internal sealed class CreateKeyCommand(string organizationId, ApiKeyRecord key) : OrganizationCommand<ApiKeyRecord>(organizationId)
+{
+    protected override Outcome<ApiKeyRecord> DecideFor(OrganizationState state, DecisionContext context)
+    {
+        context.Changes.KeysAdded.Add(key);
+        return new(key, null);
+    }
+}
+
+internal sealed class RevokeKeyCommand(string organizationId, ApiKeyRecord key) : OrganizationCommand<ApiKeyRecord>(organizationId)
+{
+    protected override Outcome<ApiKeyRecord> DecideFor(OrganizationState state, DecisionContext context)
+    {
+        if (key.RevokedAt is not null) return new(key, null);
+        context.Changes.KeysRevoked.Add((key.Id, context.Now));
+        return new(key with { RevokedAt = context.Now }, null);
+    }
+}
+
+/// <summary>Deletion is soft: the ledger stays, the organization disappears from every API.</summary>
+internal sealed class DeleteOrganizationCommand(string organizationId) : OrganizationCommand<bool>(organizationId)
+{
+    protected override Outcome<bool> DecideFor(OrganizationState state, DecisionContext context)
+    {
+        state.Status = OrganizationStatus.Deleted;
+        return new(true, null);
+    }
+}
+
+/// <summary>The background sweep's command: touching the organization advances it to now (renewals, expiries).</summary>
+internal sealed class AdvanceCommand(string organizationId) : OrganizationCommand<bool>(organizationId)
+{
+    protected override Outcome<bool> DecideFor(OrganizationState state, DecisionContext context) => new(true, null);
+}

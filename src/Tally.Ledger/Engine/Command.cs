@@ -1,0 +1,90 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
+
+namespace Tally.Ledger.Engine;
+
+/// <summary>A change submitted to the single writer; the caller awaits its outcome, which is set only after the commit.</summary>
+internal abstract class LedgerCommand
+{
+    /// <summary>The organization whose state the command needs, or null for a command that creates one.</summary>
+    public abstract string? OrganizationId { get; }
+    public virtual string? IdempotencyKey => null;
+    public virtual string? ConsumptionId => null;
+    public virtual string? HoldId => null;
+
+    public abstract void Decide(DecisionContext context);
+    public abstract void Complete();
+    public abstract void Fail(LedgerError error);
+}
+
+internal abstract class LedgerCommand<T> : LedgerCommand
+{
+    private readonly TaskCompletionSource<Outcome<T>> completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private Outcome<T> decided;
+
+    public Task<Outcome<T>> Outcome => completion.Task;
+
+    public override void Decide(DecisionContext context) => decided = DecideOutcome(context);
+    public override void Complete() => completion.TrySetResult(decided);
+    public override void Fail(LedgerError error) => completion.TrySetResult(Outcome<T>.Failure(error));
+
+    protected abstract Outcome<T> DecideOutcome(DecisionContext context);
+}
+
+/// <summary>
+/// Rule 2. The key is looked up before deciding: the same parameters replay the stored result, others
+/// conflict. Only successes are remembered, so a request refused for lack of credits may succeed later.
+/// The store's UNIQUE (organization_id, key) backs this up inside the transaction.
+/// </summary>
+internal abstract class IdempotentCommand<T>(string organizationId, string key, JsonTypeInfo<T> resultType) : LedgerCommand<T>
+{
+    public override string OrganizationId => organizationId;
+    public override string IdempotencyKey => key;
+
+    /// <summary>The operation and its parameters, as one canonical string.</summary>
+    protected abstract string Parameters { get; }
+
+    protected sealed override Outcome<T> DecideOutcome(DecisionContext context)
+    {
+        var state = context.Organization(organizationId);
+        if (state is null) return Outcome<T>.Failure(LedgerError.NotFound("The organization"));
+        var fingerprint = Fingerprint(Parameters);
+        if (context.FindIdempotency(organizationId, key) is { } existing)
+        {
+            if (existing.Fingerprint != fingerprint)
+            {
+                return Outcome<T>.Failure(new LedgerError(ErrorCode.IdempotencyConflict,
+                    $"The idempotency key '{key}' was already used with other parameters."));
+            }
+            return new Outcome<T>(JsonSerializer.Deserialize(existing.Result, resultType), null, Replayed: true);
+        }
+        var outcome = DecideFresh(state, context);
+        if (outcome.Succeeded)
+        {
+            var result = JsonSerializer.Serialize(outcome.Value!, resultType);
+            context.Changes.Idempotency[(organizationId, key)] = new IdempotencyRecord(organizationId, key, fingerprint, result, context.Now);
+        }
+        return outcome;
+    }
+
+    protected abstract Outcome<T> DecideFresh(Model.OrganizationState state, DecisionContext context);
+
+    private static string Fingerprint(string parameters) =>
+        Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(parameters)));
+}
+
+/// <summary>A command on an existing organization, without an idempotency key (admin changes, the sweep).</summary>
+internal abstract class OrganizationCommand<T>(string organizationId) : LedgerCommand<T>
+{
+    public override string OrganizationId => organizationId;
+
+    protected sealed override Outcome<T> DecideOutcome(DecisionContext context)
+    {
+        var state = context.Organization(organizationId);
+        return state is null ? Outcome<T>.Failure(LedgerError.NotFound("The organization")) : DecideFor(state, context);
+    }
+
+    protected abstract Outcome<T> DecideFor(Model.OrganizationState state, DecisionContext context);
+}

@@ -1,0 +1,85 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Tally.Ledger.Model;
+
+namespace Tally.Ledger.Engine;
+
+public enum ErrorCode
+{
+    NotFound,
+    ValidationFailed,
+    InsufficientCredits,
+    NoActiveSubscription,
+    IdempotencyConflict,
+    HoldExpired,
+    HoldAlreadySettled,
+    Overloaded,
+    StoreFailure,
+}
+
+public sealed record LedgerError(ErrorCode Code, string Message, string? Field = null)
+{
+    public static LedgerError NotFound(string what) => new(ErrorCode.NotFound, $"{what} was not found.");
+    public static LedgerError Invalid(string field, string message) => new(ErrorCode.ValidationFailed, message, field);
+}
+
+/// <summary>What a command came to: a value, or an error; <see cref="Replayed"/> when an idempotency key matched.</summary>
+public readonly record struct Outcome<T>(T? Value, LedgerError? Error, bool Replayed = false)
+{
+    public bool Succeeded => Error is null;
+    public static Outcome<T> Failure(LedgerError error) => new(default, error);
+}
+
+public sealed record OrganizationView(string Id, string Name, string? ExternalId, string Status, DateTimeOffset CreatedAt);
+
+public sealed record SubscriptionView(
+    string Status, string? Plan, string? Period, long? CreditsPerPeriod, long RolloverMax,
+    DateTimeOffset? Anchor, DateTimeOffset? PeriodStart, DateTimeOffset? PeriodEnd, bool Unlimited);
+
+public sealed record GrantView(
+    string Id, long Credits, long Remaining, string Source, int Priority,
+    DateTimeOffset EffectiveAt, DateTimeOffset? ExpiresAt, DateTimeOffset CreatedAt);
+
+public sealed record BalanceView(
+    string OrganizationId, SubscriptionView Subscription, long Total, long Used, long Remaining, long Held,
+    bool Unlimited, bool HasAssistant, string Status, IReadOnlyList<GrantView> Grants);
+
+/// <summary>Remaining is -1 on an unlimited subscription, as in the compatibility API.</summary>
+public sealed record ConsumptionReceipt(
+    string Id, long Credits, long Remaining, string? AssistantId, string? Identifier, string? HoldId, DateTimeOffset CreatedAt);
+
+public sealed record RefundReceipt(string Id, string ConsumptionId, long Credits, long RefundedTotal, long Remaining, DateTimeOffset CreatedAt);
+
+public sealed record HoldReceipt(string Id, long Credits, DateTimeOffset ExpiresAt, long Remaining, DateTimeOffset CreatedAt);
+
+public sealed record CaptureReceipt(string HoldId, string ConsumptionId, long Captured, long Released, long Remaining);
+
+public sealed record ReleaseReceipt(string HoldId, long Released, long Remaining);
+
+public sealed record AssistantView(string Id, string Name, DateTimeOffset CreatedAt);
+
+public sealed record ApiKeyView(
+    string Id, string OrganizationId, string? Name, string PublicKey, string[] Scopes, DateTimeOffset CreatedAt, DateTimeOffset? RevokedAt);
+
+public sealed record ApiKeyCreated(string Id, string OrganizationId, string? Name, string PublicKey, string SecretKey, string[] Scopes, DateTimeOffset CreatedAt);
+
+public sealed record LedgerEntryView(
+    long Id, string Kind, string? GrantId, long Credits, string? ReferenceId, DateTimeOffset CreatedAt);
+
+public sealed record Page<T>(IReadOnlyList<T> Items, string? NextCursor);
+
+public sealed record UsageBucket(string Key, long Consumed, long Refunded, long Count);
+
+public sealed record VerifyReport(bool Clean, long OrganizationsChecked, long GrantsChecked, long EntriesChecked, IReadOnlyList<string> Differences);
+
+/// <summary>Results kept with an idempotency key, so that a replay answers exactly what the first request did.</summary>
+[JsonSourceGenerationOptions(JsonSerializerDefaults.Web)]
+[JsonSerializable(typeof(ConsumptionReceipt))]
+[JsonSerializable(typeof(RefundReceipt))]
+[JsonSerializable(typeof(HoldReceipt))]
+[JsonSerializable(typeof(CaptureReceipt))]
+[JsonSerializable(typeof(ReleaseReceipt))]
+[JsonSerializable(typeof(GrantView))]
+[JsonSerializable(typeof(Allocation[]))]
+[JsonSerializable(typeof(Dictionary<string, string>))]
+internal sealed partial class LedgerJson : JsonSerializerContext;

@@ -1,0 +1,210 @@
+using System.Diagnostics;
+using Tally.Ledger.Model;
+
+namespace Tally.Ledger.Engine;
+
+/// <summary>
+/// The ledger rules of SPEC §2 applied to one organization's working state. Every change to a balance
+/// goes through here and writes its ledger entries in the same step, so state and ledger cannot disagree.
+/// </summary>
+internal static class Rules
+{
+    /// <summary>Writes what time has done since the last change: expired holds, period renewals, expired grants.</summary>
+    public static void Advance(OrganizationState state, DateTimeOffset now, BatchChanges changes)
+    {
+        ExpireHolds(state, now, changes);
+        RenewPeriod(state, now, changes);
+        ExpireGrants(state, now, changes);
+    }
+
+    /// <summary>Remaining as the APIs report it: -1 on an unlimited subscription.</summary>
+    public static long ReportedRemaining(OrganizationState state, DateTimeOffset now) =>
+        state.Subscription is { Unlimited: true } ? -1 : state.SpendableAt(now);
+
+    /// <summary>Takes credits from spendable grants in burn order, or returns null and changes nothing.</summary>
+    public static Allocation[]? TryAllocate(OrganizationState state, long credits, DateTimeOffset now)
+    {
+        Debug.Assert(credits > 0);
+        var grants = state.SpendableInBurnOrder(now);
+        long available = 0;
+        foreach (var grant in grants) available += grant.Remaining;
+        if (available < credits) return null;
+
+        var allocations = new List<Allocation>(2);
+        var left = credits;
+        foreach (var grant in grants)
+        {
+            if (left == 0) break;
+            var taken = Math.Min(left, grant.Remaining);
+            grant.Remaining -= taken;
+            left -= taken;
+            allocations.Add(new Allocation(grant.Id, taken));
+        }
+        return allocations.ToArray();
+    }
+
+    /// <summary>Writes the entries and grant changes of an allocation that <see cref="TryAllocate"/> made.</summary>
+    public static void RecordAllocation(
+        OrganizationState state, Allocation[] allocations, EntryKind kind, string referenceId, DateTimeOffset now, BatchChanges changes)
+    {
+        foreach (var allocation in allocations)
+        {
+            var grant = state.FindGrant(allocation.GrantId)
+                ?? throw new InvalidOperationException($"Allocation names grant {allocation.GrantId} that is not in memory.");
+            if (grant.Remaining < 0) throw new InvalidOperationException($"Grant {grant.Id} would go negative.");
+            changes.TouchGrant(state.Id, grant);
+            changes.Entry(state.Id, kind, grant.Id, -allocation.Credits, referenceId, now);
+        }
+    }
+
+    /// <summary>
+    /// Gives credits back to the grants they came from. Credits returned to a grant that had expired by
+    /// <paramref name="returnedAt"/> are written as returned and at once forfeited: they are not spendable.
+    /// </summary>
+    public static void ReturnCredits(
+        OrganizationState state, IEnumerable<Allocation> allocations, EntryKind kind, string referenceId,
+        DateTimeOffset returnedAt, DateTimeOffset now, BatchChanges changes)
+    {
+        foreach (var allocation in allocations)
+        {
+            if (allocation.Credits == 0) continue;
+            var grant = state.FindGrant(allocation.GrantId);
+            var stillLive = grant is not null && !grant.Expired && (grant.ExpiresAt is null || returnedAt < grant.ExpiresAt);
+            if (grant is not null && stillLive)
+            {
+                grant.Remaining += allocation.Credits;
+                if (grant.Remaining > grant.Credits) throw new InvalidOperationException($"Grant {grant.Id} would hold more than granted.");
+                changes.TouchGrant(state.Id, grant);
+                changes.Entry(state.Id, kind, grant.Id, allocation.Credits, referenceId, now);
+            }
+            else
+            {
+                changes.Entry(state.Id, kind, allocation.GrantId, allocation.Credits, referenceId, now);
+                changes.Entry(state.Id, EntryKind.Forfeit, allocation.GrantId, -allocation.Credits, referenceId, now);
+            }
+        }
+    }
+
+    /// <summary>Issues the allowance of the period that contains <paramref name="now"/> under the current terms.</summary>
+    public static void StartPeriod(OrganizationState state, DateTimeOffset now, long rolloverCredits, BatchChanges changes)
+    {
+        var subscription = state.Subscription ?? throw new InvalidOperationException("No subscription to start a period of.");
+        subscription.PeriodStart = Periods.StartContaining(subscription.Anchor, subscription.Period, now);
+        subscription.PeriodEnd = Periods.EndOf(subscription.Anchor, subscription.Period, subscription.PeriodStart);
+        if (rolloverCredits > 0) AddPeriodGrant(state, GrantSource.Rollover, rolloverCredits, now, changes);
+        if (subscription.CreditsPerPeriod is > 0 and var allowance) AddPeriodGrant(state, GrantSource.Allowance, allowance, now, changes);
+    }
+
+    public static GrantState AddGrant(
+        OrganizationState state, long credits, GrantSource source, int priority, DateTimeOffset effectiveAt,
+        DateTimeOffset? expiresAt, DateTimeOffset? periodStart, DateTimeOffset now, BatchChanges changes)
+    {
+        var grant = new GrantState
+        {
+            Id = Guid.CreateVersion7(now).ToString(),
+            Credits = credits,
+            Remaining = credits,
+            Source = source,
+            Priority = priority,
+            EffectiveAt = effectiveAt,
+            ExpiresAt = expiresAt,
+            CreatedAt = now,
+            PeriodStart = periodStart,
+        };
+        state.Grants.Add(grant);
+        changes.TouchGrant(state.Id, grant);
+        changes.Entry(state.Id, EntryKind.Grant, grant.Id, credits, null, now);
+        return grant;
+    }
+
+    /// <summary>Ends the current period's grants at once: used when a subscription's terms change or it is cancelled.</summary>
+    public static void EndPeriodGrants(OrganizationState state, DateTimeOffset now, BatchChanges changes)
+    {
+        foreach (var grant in state.Grants)
+        {
+            if (grant.Source is GrantSource.Allowance or GrantSource.Rollover && !grant.Expired) Expire(state, grant, now, changes);
+        }
+        state.Grants.RemoveAll(grant => grant.Expired);
+    }
+
+    private static void AddPeriodGrant(OrganizationState state, GrantSource source, long credits, DateTimeOffset now, BatchChanges changes)
+    {
+        var subscription = state.Subscription!;
+        AddGrant(state, credits, source, priority: 0, subscription.PeriodStart, subscription.PeriodEnd, subscription.PeriodStart, now, changes);
+    }
+
+    private static void ExpireHolds(OrganizationState state, DateTimeOffset now, BatchChanges changes)
+    {
+        List<HoldState>? expired = null;
+        foreach (var hold in state.OpenHolds.Values)
+        {
+            if (now >= hold.ExpiresAt) (expired ??= []).Add(hold);
+        }
+        if (expired is null) return;
+        foreach (var hold in expired)
+        {
+            ReturnCredits(state, hold.Allocations, EntryKind.Release, hold.Id, hold.ExpiresAt, now, changes);
+            state.OpenHolds.Remove(hold.Id);
+            changes.Holds[hold.Id] = new HoldRow(state.Id, hold, HoldStatus.Expired, 0, hold.ExpiresAt);
+        }
+    }
+
+    /// <summary>
+    /// Rule 6. When exactly one boundary has passed, the ended allowance's unused credits roll over (up to
+    /// rolloverMax). When several have passed unseen (the service was down), the last full period's
+    /// allowance was never touched, so the rollover is min(rolloverMax, creditsPerPeriod).
+    /// </summary>
+    private static void RenewPeriod(OrganizationState state, DateTimeOffset now, BatchChanges changes)
+    {
+        if (state.Subscription is not { } subscription || now < subscription.PeriodEnd) return;
+        var endedStart = subscription.PeriodStart;
+        var endedEnd = subscription.PeriodEnd;
+        var newStart = Periods.StartContaining(subscription.Anchor, subscription.Period, now);
+        var skippedPeriods = newStart > endedEnd;
+
+        long rollover = 0;
+        if (subscription is { RolloverMax: > 0, CreditsPerPeriod: { } perPeriod })
+        {
+            var endedAllowance = state.Grants.Find(grant =>
+                grant.Source == GrantSource.Allowance && grant.PeriodStart == endedStart && !grant.Expired);
+            if (skippedPeriods)
+            {
+                rollover = Math.Min(subscription.RolloverMax, perPeriod);
+            }
+            else if (endedAllowance is not null)
+            {
+                rollover = Math.Min(subscription.RolloverMax, endedAllowance.Remaining);
+                if (rollover > 0)
+                {
+                    endedAllowance.Remaining -= rollover;
+                    changes.TouchGrant(state.Id, endedAllowance);
+                    changes.Entry(state.Id, EntryKind.RolloverOut, endedAllowance.Id, -rollover, null, now);
+                }
+            }
+        }
+        state.UsedInPeriod = 0;
+        StartPeriod(state, now, rollover, changes);
+    }
+
+    private static void ExpireGrants(OrganizationState state, DateTimeOffset now, BatchChanges changes)
+    {
+        var any = false;
+        foreach (var grant in state.Grants)
+        {
+            if (grant.ExpiresAt is { } expiresAt && now >= expiresAt && !grant.Expired)
+            {
+                Expire(state, grant, now, changes);
+                any = true;
+            }
+        }
+        if (any) state.Grants.RemoveAll(grant => grant.Expired);
+    }
+
+    private static void Expire(OrganizationState state, GrantState grant, DateTimeOffset now, BatchChanges changes)
+    {
+        if (grant.Remaining > 0) changes.Entry(state.Id, EntryKind.Expire, grant.Id, -grant.Remaining, null, now);
+        grant.Remaining = 0;
+        grant.Expired = true;
+        changes.TouchGrant(state.Id, grant);
+    }
+}

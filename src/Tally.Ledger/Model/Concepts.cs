@@ -1,0 +1,123 @@
+namespace Tally.Ledger.Model;
+
+public enum OrganizationStatus { Active, Disabled, Deleted }
+
+public enum PeriodKind { Day, Week, Month, Year }
+
+public enum GrantSource { Allowance, Rollover, Topup, Promo, Adjustment }
+
+public enum HoldStatus { Open, Captured, Released, Expired }
+
+/// <summary>The kinds of ledger entry; each one's credits is its effect on one grant's remaining.</summary>
+public enum EntryKind { Grant, Consume, Hold, Capture, Release, Refund, Expire, RolloverOut, Forfeit }
+
+[Flags]
+public enum KeyScopes { None = 0, BalanceRead = 1, UsageWrite = 2, All = BalanceRead | UsageWrite }
+
+/// <summary>The limits of SPEC §3, named once so that the engine and the HTTP layer agree.</summary>
+public static class Limits
+{
+    /// <summary>Credits in one consumption, hold, capture or refund.</summary>
+    public const long OperationCreditsMax = 1_000_000_000;
+
+    /// <summary>Credits in one grant or one period's allowance.</summary>
+    public const long GrantCreditsMax = 1_000_000_000_000;
+
+    /// <summary>Printable ASCII characters in an idempotency key.</summary>
+    public const int IdempotencyKeyLengthMax = 128;
+
+    /// <summary>Pairs in a consumption's metadata.</summary>
+    public const int MetadataPairsMax = 16;
+
+    /// <summary>Characters in a metadata key or value, a name, an identifier or a label.</summary>
+    public const int TextLengthMax = 256;
+
+    /// <summary>Hold time to live when the caller gives none.</summary>
+    public const int HoldTtlSecondsDefault = 300;
+
+    /// <summary>A hold lives at most a day: longer reservations would hide credits from customers.</summary>
+    public const int HoldTtlSecondsMax = 86_400;
+
+    /// <summary>Entries or organizations in one page of a listing.</summary>
+    public const int PageSizeMax = 1_000;
+
+    /// <summary>Page size when the caller gives none.</summary>
+    public const int PageSizeDefault = 100;
+
+    /// <summary>Assistants per organization: `hasAssistant` needs only one, and the state is kept in memory.</summary>
+    public const int AssistantsPerOrganizationMax = 1_000;
+
+    public static bool IsValidIdempotencyKey(string? key)
+    {
+        if (string.IsNullOrEmpty(key) || key.Length > IdempotencyKeyLengthMax) return false;
+        foreach (var character in key)
+        {
+            if (character < 0x21 || character > 0x7e) return false;
+        }
+        return true;
+    }
+}
+
+public static class Names
+{
+    public static string Of(PeriodKind period) => period switch
+    {
+        PeriodKind.Day => "day", PeriodKind.Week => "week", PeriodKind.Month => "month", _ => "year",
+    };
+
+    public static string Of(GrantSource source) => source.ToString().ToLowerInvariant();
+
+    public static string Of(OrganizationStatus status) => status.ToString().ToLowerInvariant();
+
+    public static string Of(HoldStatus status) => status.ToString().ToLowerInvariant();
+
+    public static string Of(EntryKind kind) => kind switch
+    {
+        EntryKind.RolloverOut => "rollover_out",
+        _ => kind.ToString().ToLowerInvariant(),
+    };
+
+    public static bool TryParsePeriod(string? text, out PeriodKind period) => TryParseLower(text, out period);
+
+    public static bool TryParseSource(string? text, out GrantSource source) => TryParseLower(text, out source);
+
+    public static bool TryParseStatus(string? text, out OrganizationStatus status) => TryParseLower(text, out status);
+
+    public static bool TryParseScopes(IEnumerable<string> scopes, out KeyScopes parsed)
+    {
+        parsed = KeyScopes.None;
+        foreach (var scope in scopes)
+        {
+            switch (scope)
+            {
+                case "balance:read": parsed |= KeyScopes.BalanceRead; break;
+                case "usage:write": parsed |= KeyScopes.UsageWrite; break;
+                default: return false;
+            }
+        }
+        return true;
+    }
+
+    public static string[] Of(KeyScopes scopes)
+    {
+        var names = new List<string>(2);
+        if (scopes.HasFlag(KeyScopes.BalanceRead)) names.Add("balance:read");
+        if (scopes.HasFlag(KeyScopes.UsageWrite)) names.Add("usage:write");
+        return names.ToArray();
+    }
+
+    private static bool TryParseLower<TEnum>(string? text, out TEnum value) where TEnum : struct, Enum
+    {
+        value = default;
+        if (string.IsNullOrEmpty(text)) return false;
+        foreach (var candidate in Enum.GetValues<TEnum>())
+        {
+            if (string.Equals(candidate.ToString(), text, StringComparison.OrdinalIgnoreCase))
+            {
+                value = candidate;
+                return true;
+            }
+        }
+        return false;
+    }
+}

@@ -1,0 +1,144 @@
+namespace Tally.Ledger.Model;
+
+public sealed class GrantState
+{
+    public required string Id { get; init; }
+    public required long Credits { get; init; }
+    public long Remaining { get; set; }
+    public required GrantSource Source { get; init; }
+    public required int Priority { get; init; }
+    public required DateTimeOffset EffectiveAt { get; init; }
+    public DateTimeOffset? ExpiresAt { get; init; }
+    public required DateTimeOffset CreatedAt { get; init; }
+
+    /// <summary>For allowance and rollover grants, the start of the period they belong to.</summary>
+    public DateTimeOffset? PeriodStart { get; init; }
+
+    /// <summary>Set once the expiry has been written to the ledger; the grant then leaves memory.</summary>
+    public bool Expired { get; set; }
+
+    public bool IsSpendableAt(DateTimeOffset now) =>
+        !Expired && EffectiveAt <= now && (ExpiresAt is null || now < ExpiresAt);
+
+    public GrantState Copy() => (GrantState)MemberwiseClone();
+}
+
+/// <summary>Credits taken from one grant by a consumption or a hold.</summary>
+public readonly record struct Allocation(string GrantId, long Credits);
+
+public sealed record HoldState(
+    string Id,
+    long Credits,
+    DateTimeOffset ExpiresAt,
+    DateTimeOffset CreatedAt,
+    Allocation[] Allocations,
+    string? AssistantId,
+    string? Identifier);
+
+public sealed record AssistantState(string Id, string Name, DateTimeOffset CreatedAt);
+
+public sealed class SubscriptionState
+{
+    public required string Plan { get; init; }
+
+    /// <summary>Null means unlimited.</summary>
+    public long? CreditsPerPeriod { get; init; }
+    public required PeriodKind Period { get; init; }
+    public required DateTimeOffset Anchor { get; init; }
+    public long RolloverMax { get; init; }
+    public required DateTimeOffset PeriodStart { get; set; }
+    public required DateTimeOffset PeriodEnd { get; set; }
+    public bool Unlimited => CreditsPerPeriod is null;
+
+    public SubscriptionState Copy() => (SubscriptionState)MemberwiseClone();
+}
+
+/// <summary>
+/// Everything the engine needs in memory to decide a command for one organization. Published copies
+/// are never changed again: the writer works on a copy and publishes it after the commit, so readers
+/// always see committed state.
+/// </summary>
+public sealed class OrganizationState
+{
+    public required string Id { get; init; }
+    public required string Name { get; set; }
+    public string? ExternalId { get; set; }
+    public OrganizationStatus Status { get; set; }
+    public required DateTimeOffset CreatedAt { get; init; }
+    public SubscriptionState? Subscription { get; set; }
+
+    /// <summary>Every grant that is not yet written as expired, in creation order.</summary>
+    public List<GrantState> Grants { get; private set; } = [];
+    public Dictionary<string, HoldState> OpenHolds { get; private set; } = [];
+    public List<AssistantState> Assistants { get; private set; } = [];
+
+    /// <summary>Credits consumed in the current period minus those refunded for them (SPEC §2 rule 9).</summary>
+    public long UsedInPeriod { get; set; }
+
+    public OrganizationState Copy()
+    {
+        var copy = (OrganizationState)MemberwiseClone();
+        copy.Subscription = Subscription?.Copy();
+        copy.Grants = Grants.ConvertAll(grant => grant.Copy());
+        copy.OpenHolds = new Dictionary<string, HoldState>(OpenHolds);
+        copy.Assistants = [.. Assistants];
+        return copy;
+    }
+
+    public long SpendableAt(DateTimeOffset now)
+    {
+        long total = 0;
+        foreach (var grant in Grants)
+        {
+            if (grant.IsSpendableAt(now)) total += grant.Remaining;
+        }
+        return total;
+    }
+
+    public long Held()
+    {
+        long total = 0;
+        foreach (var hold in OpenHolds.Values) total += hold.Credits;
+        return total;
+    }
+
+    /// <summary>True when a period boundary, a grant expiry or a hold expiry has passed and is not yet written.</summary>
+    public bool NeedsAdvanceAt(DateTimeOffset now)
+    {
+        if (Subscription is { } subscription && now >= subscription.PeriodEnd) return true;
+        foreach (var grant in Grants)
+        {
+            if (grant.ExpiresAt is { } expiresAt && now >= expiresAt) return true;
+        }
+        foreach (var hold in OpenHolds.Values)
+        {
+            if (now >= hold.ExpiresAt) return true;
+        }
+        return false;
+    }
+
+    public GrantState? FindGrant(string grantId)
+    {
+        foreach (var grant in Grants)
+        {
+            if (grant.Id == grantId) return grant;
+        }
+        return null;
+    }
+
+    /// <summary>Burn order of SPEC §2 rule 5: soonest expiry first (never last), then lower priority, then oldest.</summary>
+    public List<GrantState> SpendableInBurnOrder(DateTimeOffset now)
+    {
+        var spendable = Grants.FindAll(grant => grant.IsSpendableAt(now) && grant.Remaining > 0);
+        spendable.Sort(static (left, right) =>
+        {
+            var byExpiry = (left.ExpiresAt ?? DateTimeOffset.MaxValue).CompareTo(right.ExpiresAt ?? DateTimeOffset.MaxValue);
+            if (byExpiry != 0) return byExpiry;
+            var byPriority = left.Priority.CompareTo(right.Priority);
+            if (byPriority != 0) return byPriority;
+            var byAge = left.CreatedAt.CompareTo(right.CreatedAt);
+            return byAge != 0 ? byAge : string.CompareOrdinal(left.Id, right.Id);
+        });
+        return spendable;
+    }
+}

@@ -1,1 +1,0 @@
-namespace Tally.Ledger; public static class Placeholder {}

@@ -1,0 +1,49 @@
+using Tally.Ledger.Engine;
+using Tally.Ledger.Model;
+
+namespace Tally.Ledger.Stores;
+
+/// <summary>
+/// Where the ledger lives. Two implementations: SQLite (embedded, one writer, so it answers loads from
+/// memory) and PostgreSQL (several nodes, so it loads inside the batch's transaction under row locks).
+/// </summary>
+public interface ILedgerStore : IAsyncDisposable
+{
+    /// <summary>True when this process is the only writer, so committed state may be served from memory.</summary>
+    bool IsSoleWriter { get; }
+
+    Task InitializeAsync(CancellationToken cancellationToken);
+
+    /// <summary>Opens the batch's transaction and loads the named organizations' committed state, locked for this batch.</summary>
+    Task<IBatchTransaction> BeginBatchAsync(IReadOnlyList<string> sortedOrganizationIds, CancellationToken cancellationToken);
+
+    /// <summary>Committed state of one organization, for reads; null when it does not exist.</summary>
+    ValueTask<OrganizationState?> ReadOrganizationAsync(string organizationId, CancellationToken cancellationToken);
+
+    Task<ApiKeyRecord?> FindKeyBySecretHashAsync(string secretHash, CancellationToken cancellationToken);
+    Task<ApiKeyRecord?> FindKeyAsync(string organizationId, string keyId, CancellationToken cancellationToken);
+    Task<IReadOnlyList<ApiKeyRecord>> ListKeysAsync(string organizationId, CancellationToken cancellationToken);
+    Task<Page<OrganizationState>> ListOrganizationsAsync(string? cursor, int limit, string? query, CancellationToken cancellationToken);
+    Task<Page<LedgerEntryView>> ListEntriesAsync(string organizationId, string? cursor, int limit, CancellationToken cancellationToken);
+    Task<IReadOnlyList<UsageBucket>> UsageAsync(string organizationId, DateTimeOffset from, DateTimeOffset to, bool byAssistant, CancellationToken cancellationToken);
+
+    /// <summary>Organizations with a period end, grant expiry or hold expiry at or before <paramref name="now"/>.</summary>
+    Task<IReadOnlyList<string>> FindOrganizationsDueAsync(DateTimeOffset now, int limit, CancellationToken cancellationToken);
+
+    Task<VerifyReport> VerifyAsync(CancellationToken cancellationToken);
+
+    Task<string?> GetSettingAsync(string name, CancellationToken cancellationToken);
+
+    /// <summary>Sets a setting only if it has none yet; returns the value that holds afterwards.</summary>
+    Task<string> SetSettingOnceAsync(string name, string value, CancellationToken cancellationToken);
+}
+
+public interface IBatchTransaction : IAsyncDisposable
+{
+    IReadOnlyDictionary<string, OrganizationState> Organizations { get; }
+
+    Task<BatchLookups> LookupAsync(BatchLookupRequest request, CancellationToken cancellationToken);
+
+    /// <summary>Writes the batch and commits durably; only after this returns may any waiter be answered.</summary>
+    Task CommitAsync(BatchChanges changes, CancellationToken cancellationToken);
+}

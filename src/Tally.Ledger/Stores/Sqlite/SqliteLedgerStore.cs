@@ -1,0 +1,181 @@
+using System.Collections.Concurrent;
+using System.Data.Common;
+using Microsoft.Data.Sqlite;
+using Tally.Ledger.Engine;
+using Tally.Ledger.Model;
+
+namespace Tally.Ledger.Stores.Sqlite;
+
+/// <summary>
+/// The embedded store: one SQLite file in WAL mode with synchronous=FULL, one long-lived write connection
+/// used only by the engine's writer (so its prepared statements are reused), and pooled read connections.
+/// Because this process is the only writer, committed organization state is served from memory.
+/// </summary>
+public sealed class SqliteLedgerStore : RelationalStore
+{
+    public const string FileName = "tally.db";
+
+    private readonly string connectionString;
+    private readonly ConcurrentDictionary<string, OrganizationState> committed = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, SqliteCommand> prepared = new(StringComparer.Ordinal);
+    private SqliteConnection? writeConnection;
+
+    public SqliteLedgerStore(string dataDirectory)
+    {
+        Directory.CreateDirectory(dataDirectory);
+        DatabasePath = Path.GetFullPath(Path.Combine(dataDirectory, FileName));
+        connectionString = new SqliteConnectionStringBuilder
+        {
+            DataSource = DatabasePath,
+            Pooling = true,
+            DefaultTimeout = 30,
+        }.ToString();
+    }
+
+    public string DatabasePath { get; }
+    public override bool IsSoleWriter => true;
+    protected override string IdentityColumn => "INTEGER PRIMARY KEY AUTOINCREMENT";
+
+    public override async Task InitializeAsync(CancellationToken cancellationToken)
+    {
+        writeConnection = new SqliteConnection(connectionString);
+        await writeConnection.OpenAsync(cancellationToken);
+        // WAL lets readers run beside the writer; FULL syncs the WAL at every commit (SPEC rule 3).
+        await ExecuteAsync(writeConnection, null, "PRAGMA journal_mode=WAL", cancellationToken);
+        await ExecuteAsync(writeConnection, null, "PRAGMA synchronous=FULL", cancellationToken);
+        await using var transaction = (SqliteTransaction)await writeConnection.BeginTransactionAsync(cancellationToken);
+        await ExecuteAsync(writeConnection, transaction,
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)", cancellationToken);
+        foreach (var (version, _) in Schema.Migrations)
+        {
+            await using var check = Command(writeConnection, transaction, "SELECT COUNT(*) FROM schema_migrations WHERE version = @version", ("@version", (long)version));
+            if (Convert.ToInt64(await check.ExecuteScalarAsync(cancellationToken)) > 0) continue;
+            foreach (var statement in MigrationStatements(version)) await ExecuteAsync(writeConnection, transaction, statement, cancellationToken);
+            await ExecuteAsync(writeConnection, transaction, "INSERT INTO schema_migrations (version, applied_at) VALUES (@version, @now)",
+                cancellationToken, ("@version", (long)version), ("@now", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()));
+        }
+        await transaction.CommitAsync(cancellationToken);
+    }
+
+    /// <summary>Reads the synchronous setting back, so tests can show durability is on.</summary>
+    public async Task<long> SynchronousModeAsync()
+    {
+        await using var command = Command(WriteConnection, null, "PRAGMA synchronous");
+        return Convert.ToInt64(await command.ExecuteScalarAsync());
+    }
+
+    public override async Task<IBatchTransaction> BeginBatchAsync(IReadOnlyList<string> sortedOrganizationIds, CancellationToken cancellationToken)
+    {
+        var connection = WriteConnection;
+        var transaction = (SqliteTransaction)await connection.BeginTransactionAsync(System.Data.IsolationLevel.Serializable, cancellationToken);
+        var organizations = new Dictionary<string, OrganizationState>(sortedOrganizationIds.Count, StringComparer.Ordinal);
+        try
+        {
+            foreach (var id in sortedOrganizationIds)
+            {
+                var state = committed.GetValueOrDefault(id) ?? await LoadOrganizationAsync(connection, transaction, id, cancellationToken);
+                if (state is not null) organizations[id] = state;
+            }
+        }
+        catch
+        {
+            await transaction.DisposeAsync();
+            throw;
+        }
+        return new Batch(this, transaction, organizations);
+    }
+
+    public override async ValueTask<OrganizationState?> ReadOrganizationAsync(string organizationId, CancellationToken cancellationToken)
+    {
+        if (committed.TryGetValue(organizationId, out var state)) return state;
+        await using var connection = (SqliteConnection)await OpenReadConnectionAsync(cancellationToken);
+        var loaded = await LoadOrganizationAsync(connection, null, organizationId, cancellationToken);
+        if (loaded is null) return null;
+        // TryAdd, never overwrite: if the writer published a newer state meanwhile, that one must win.
+        return committed.GetOrAdd(organizationId, loaded);
+    }
+
+    protected override async Task<DbConnection> OpenReadConnectionAsync(CancellationToken cancellationToken)
+    {
+        var connection = new SqliteConnection(connectionString);
+        await connection.OpenAsync(cancellationToken);
+        return connection;
+    }
+
+    /// <summary>The writer's statements are prepared once and reused for every batch.</summary>
+    protected override DbCommand Command(DbConnection connection, DbTransaction? transaction, string sql, params (string Name, object? Value)[] parameters)
+    {
+        if (!ReferenceEquals(connection, writeConnection)) return base.Command(connection, transaction, sql, parameters);
+        if (!prepared.TryGetValue(sql, out var command))
+        {
+            command = writeConnection.CreateCommand();
+            command.CommandText = sql;
+            prepared[sql] = command;
+        }
+        command.Transaction = (SqliteTransaction?)transaction;
+        command.Parameters.Clear();
+        foreach (var (name, value) in parameters) command.Parameters.AddWithValue(name, value ?? DBNull.Value);
+        return command;
+    }
+
+    protected override ValueTask ReturnAsync(DbCommand command) =>
+        ReferenceEquals(command.Connection, writeConnection) ? ValueTask.CompletedTask : command.DisposeAsync();
+
+    protected override async Task<IReadOnlyList<string>> VerifyMemoryAsync(CancellationToken cancellationToken)
+    {
+        var differences = new List<string>();
+        await using var connection = await OpenReadConnectionAsync(cancellationToken);
+        foreach (var (id, inMemory) in committed)
+        {
+            var onDisk = await LoadOrganizationAsync(connection, null, id, cancellationToken);
+            if (onDisk is null) { differences.Add($"organization {id} is in memory but not on disk"); continue; }
+            if (onDisk.UsedInPeriod != inMemory.UsedInPeriod || onDisk.OpenHolds.Count != inMemory.OpenHolds.Count
+                || onDisk.Grants.Count != inMemory.Grants.Count
+                || onDisk.Grants.Zip(inMemory.Grants).Any(pair => pair.First.Id != pair.Second.Id || pair.First.Remaining != pair.Second.Remaining))
+            {
+                differences.Add($"organization {id}: memory and disk disagree");
+            }
+        }
+        return differences;
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        foreach (var command in prepared.Values) await command.DisposeAsync();
+        prepared.Clear();
+        if (writeConnection is not null) await writeConnection.DisposeAsync();
+        writeConnection = null;
+        SqliteConnection.ClearAllPools();
+    }
+
+    private SqliteConnection WriteConnection => writeConnection ?? throw new InvalidOperationException("The store is not initialized.");
+
+    private sealed class Batch(SqliteLedgerStore store, SqliteTransaction transaction, Dictionary<string, OrganizationState> organizations)
+        : IBatchTransaction
+    {
+        private bool finished;
+
+        public IReadOnlyDictionary<string, OrganizationState> Organizations => organizations;
+
+        public Task<BatchLookups> LookupAsync(BatchLookupRequest request, CancellationToken cancellationToken) =>
+            store.LookupAsync(store.WriteConnection, transaction, request, cancellationToken);
+
+        public async Task CommitAsync(BatchChanges changes, CancellationToken cancellationToken)
+        {
+            await store.WriteChangesAsync(store.WriteConnection, transaction, changes, cancellationToken);
+            await transaction.CommitAsync(cancellationToken);
+            finished = true;
+            // Published only now that the commit is durable: readers never see uncommitted state.
+            foreach (var (id, state) in changes.Organizations) store.committed[id] = state;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (!finished)
+            {
+                try { await transaction.RollbackAsync(); } catch (SqliteException) { /* the connection already rolled it back */ }
+            }
+            await transaction.DisposeAsync();
+        }
+    }
+}
