@@ -69,7 +69,7 @@ internal sealed class PutSubscriptionCommand(string organizationId, Subscription
     protected override Outcome<SubscriptionView> DecideFor(OrganizationState state, DecisionContext context)
     {
         var now = context.Now;
-        var anchor = request.Anchor ?? state.Subscription?.Anchor ?? now;
+        var anchor = LedgerEngine.WholeMilliseconds(request.Anchor ?? state.Subscription?.Anchor ?? now);
         var current = state.Subscription;
         if (current is not null && current.Plan == request.Plan && current.CreditsPerPeriod == request.CreditsPerPeriod
             && current.Period == request.Period && current.Anchor == anchor && current.RolloverMax == request.RolloverMax)

@@ -161,6 +161,9 @@ public sealed class LedgerEngine : IAsyncDisposable
         return state is null || state.Status == OrganizationStatus.Deleted ? null : Views.Organization(state);
     }
 
+    /// <summary>The store keeps milliseconds; deciding on the same precision keeps memory and disk identical.</summary>
+    public static DateTimeOffset WholeMilliseconds(DateTimeOffset time) => DateTimeOffset.FromUnixTimeMilliseconds(time.ToUnixTimeMilliseconds());
+
     public static string HashSecret(string secret) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));
 
     private async ValueTask<OrganizationState?> ReadAdvancedAsync(string organizationId, CancellationToken cancellationToken)
@@ -208,7 +211,7 @@ public sealed class LedgerEngine : IAsyncDisposable
                 .Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
             await using var transaction = await store.BeginBatchAsync(organizationIds, CancellationToken.None);
             var lookups = await transaction.LookupAsync(LookupRequest(batch), CancellationToken.None);
-            var context = new DecisionContext(time.GetUtcNow(), transaction.Organizations, lookups);
+            var context = new DecisionContext(WholeMilliseconds(time.GetUtcNow()), transaction.Organizations, lookups);
             foreach (var command in batch) command.Decide(context);
             await transaction.CommitAsync(context.Changes, CancellationToken.None);
         }
