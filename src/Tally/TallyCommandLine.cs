@@ -54,7 +54,30 @@ public static class TallyCommandLine
             return report.Clean ? ExitCodes.Success : ExitCodes.VerifyFoundDifferences;
         });
 
-        return new RootCommand("Tally: message credits for chatbot and AI-agent platforms.") { serve, verify };
+        var target = new Option<string>("--to") { Description = "The backup file to create.", Required = true };
+        var backup = new Command("backup", "Copies the SQLite store online into one consistent file (restore: docs/operations.md).") { dataDirectory, target };
+        backup.SetAction(async (parse, cancellationToken) =>
+        {
+            var options = Options(parse, dataDirectory, urls, store, connection);
+            if (options.Store != StoreKind.Sqlite)
+            {
+                Console.Error.WriteLine("tally backup copies the SQLite store; back PostgreSQL up with pg_dump or pg_basebackup.");
+                return ExitCodes.UsageError;
+            }
+            try
+            {
+                await Tally.Ledger.Stores.Sqlite.SqliteLedgerStore.BackupAsync(options.DataDirectory, parse.GetValue(target)!, cancellationToken);
+            }
+            catch (IOException exception)
+            {
+                Console.Error.WriteLine(exception.Message);
+                return ExitCodes.Failure;
+            }
+            Console.WriteLine($"Backed up {Path.Combine(options.DataDirectory, Tally.Ledger.Stores.Sqlite.SqliteLedgerStore.FileName)} to {Path.GetFullPath(parse.GetValue(target)!)}.");
+            return ExitCodes.Success;
+        });
+
+        return new RootCommand("Tally: message credits for chatbot and AI-agent platforms.") { serve, verify, backup };
     }
 
     /// <summary>Command-line options override `TALLY_*` variables, which override appsettings.json.</summary>

@@ -184,3 +184,14 @@ internal sealed class AdvanceCommand(string organizationId) : OrganizationComman
 {
     protected override Outcome<bool> DecideFor(OrganizationState state, DecisionContext context) => new(true, null);
 }
+
+internal sealed class AuditCommand(AuditEntry entry) : LedgerCommand<bool>
+{
+    public override string? OrganizationId => null;
+
+    protected override Outcome<bool> DecideOutcome(DecisionContext context)
+    {
+        context.Changes.AuditEntries.Add(entry);
+        return new(true, null);
+    }
+}

@@ -43,6 +43,8 @@ public sealed class LedgerEngine : IAsyncDisposable
     private readonly ConcurrentDictionary<string, (ApiKeyRecord Key, long LoadedAt)> keyCache = new(StringComparer.Ordinal);
     private Task? writer;
     private int queued;
+    private long keyCacheHits;
+    private long keyCacheMisses;
 
     public LedgerEngine(ILedgerStore store, TimeProvider time, LedgerEngineOptions? options = null)
     {
@@ -61,6 +63,8 @@ public sealed class LedgerEngine : IAsyncDisposable
     public int QueueDepth => Volatile.Read(ref queued);
     public bool IsRunning => writer is { IsCompleted: false };
     public event Action<BatchReport>? BatchCompleted;
+    public long KeyCacheHits => Interlocked.Read(ref keyCacheHits);
+    public long KeyCacheMisses => Interlocked.Read(ref keyCacheMisses);
 
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {
@@ -103,6 +107,9 @@ public sealed class LedgerEngine : IAsyncDisposable
         Submit(new RemoveAssistantCommand(organizationId, assistantId));
     public Task<Outcome<bool>> AdvanceAsync(string organizationId) => Submit(new AdvanceCommand(organizationId));
 
+    /// <summary>Writes an audit record of an admin action; durable when the task completes.</summary>
+    public Task<Outcome<bool>> AuditAsync(AuditEntry entry) => Submit(new AuditCommand(entry));
+
     /// <summary>Creates a key; the secret is returned here once and only its SHA-256 hash is stored.</summary>
     public async Task<Outcome<ApiKeyCreated>> CreateKeyAsync(string organizationId, string? name, KeyScopes scopes)
     {
@@ -133,8 +140,10 @@ public sealed class LedgerEngine : IAsyncDisposable
         if (keyCache.TryGetValue(hash, out var cached)
             && (store.IsSoleWriter || time.GetElapsedTime(cached.LoadedAt, nowTicks) < options.SharedKeyCacheLifetime))
         {
+            Interlocked.Increment(ref keyCacheHits);
             return cached.Key;
         }
+        Interlocked.Increment(ref keyCacheMisses);
         var key = await store.FindKeyBySecretHashAsync(hash, cancellationToken);
         if (key is null || key.RevokedAt is not null)
         {

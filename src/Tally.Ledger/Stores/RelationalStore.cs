@@ -311,6 +311,7 @@ public abstract partial class RelationalStore : ILedgerStore
                 ("@result", record.Result), ("@created", Milliseconds(record.CreatedAt)));
         }
         await WriteAssistantsAndKeysAsync(connection, transaction, changes, cancellationToken);
+        foreach (var audit in changes.AuditEntries) await WriteAuditAsync(connection, transaction, audit, cancellationToken);
     }
 
     private Task WriteOrganizationAsync(DbConnection connection, DbTransaction? transaction, OrganizationState state, CancellationToken cancellationToken)

@@ -69,5 +69,13 @@ internal static class Schema
             "CREATE INDEX IF NOT EXISTS api_keys_organization ON api_keys (organization_id)",
             "CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
         ]),
+        (2,
+        [
+            """
+            CREATE TABLE IF NOT EXISTS audit_log (
+                id {identity}, at BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, organization_id TEXT,
+                status BIGINT NOT NULL, request_id TEXT)
+            """,
+        ]),
     ];
 }

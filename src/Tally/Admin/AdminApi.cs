@@ -31,7 +31,7 @@ public static class AdminApi
 
     public static IEndpointRouteBuilder MapAdmin(this IEndpointRouteBuilder routes)
     {
-        var admin = routes.MapGroup("/v1/admin").WithTags("Admin").AddEndpointFilter<OperatorKeyFilter>();
+        var admin = routes.MapGroup("/v1/admin").WithTags("Admin").AddEndpointFilter<AuditFilter>().AddEndpointFilter<OperatorKeyFilter>();
         admin.MapPost("/organizations", CreateOrganization).WithBody<OrganizationBody>().WithName("CreateOrganization");
         admin.MapGet("/organizations", ListOrganizations).WithName("ListOrganizations");
         admin.MapGet("/organizations/{id}", GetOrganization).WithName("GetOrganization");
@@ -52,6 +52,7 @@ public static class AdminApi
             BalanceApi.GetUsage(id, engine, from, to, groupBy, context.RequestAborted)).WithName("AdminGetUsage");
         admin.MapGet("/organizations/{id}/ledger", (string id, HttpContext context, LedgerEngine engine, string? cursor, string? limit) =>
             BalanceApi.GetLedger(id, engine, cursor, limit, context.RequestAborted)).WithName("AdminGetLedger");
+        admin.MapGet("/audit", ListAudit).WithName("ListAudit").WithSummary("Admin actions, newest first.");
         admin.MapGet("/verify", Verify).WithName("Verify").WithSummary("Recomputes every balance from the ledger (SPEC §2 rule 10).");
         return routes;
     }
@@ -201,6 +202,17 @@ public static class AdminApi
     {
         var outcome = await engine.RemoveAssistantAsync(id, assistantId);
         return outcome.Succeeded ? TypedResults.NoContent() : Outcomes.Problem(context, outcome.Error!);
+    }
+
+    public static async Task<Results<Ok<Page<AuditEntryView>>, ProblemHttpResult>> ListAudit(
+        LedgerEngine engine, string? cursor, string? limit, CancellationToken cancellationToken)
+    {
+        if (!Paging.TryParseLimit(limit, out var pageSize)) return Paging.LimitProblem;
+        if (cursor is not null && !long.TryParse(cursor, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out _))
+        {
+            return Problems.Validation("cursor", "Must be the nextCursor of a previous page.");
+        }
+        return TypedResults.Ok(await engine.Store.ListAuditAsync(cursor, pageSize, cancellationToken));
     }
 
     public static async Task<Ok<VerifyReport>> Verify(LedgerEngine engine, CancellationToken cancellationToken) =>

@@ -24,7 +24,8 @@ public static class ConsumptionApi
         return organization;
     }
 
-    public static async Task<Results<Created<ConsumptionReceipt>, Ok<ConsumptionReceipt>, ProblemHttpResult>> Consume(HttpContext context, LedgerEngine engine)
+    public static async Task<Results<Created<ConsumptionReceipt>, Ok<ConsumptionReceipt>, ProblemHttpResult>> Consume(
+        HttpContext context, LedgerEngine engine, Operations.TallyMetrics metrics)
     {
         var (body, problem) = await BodyReader.ReadAsync(context.Request);
         if (body is null) return problem!;
@@ -35,7 +36,9 @@ public static class ConsumptionApi
         var metadata = body.Metadata("metadata");
         if (!body.IsValid) return body.Problem;
         var request = new ConsumeRequest(context.Caller().OrganizationId, credits, key!, assistantId, identifier, metadata);
-        return Outcomes.Created(context, await engine.ConsumeAsync(request));
+        var outcome = await engine.ConsumeAsync(request);
+        metrics.Consumption(outcome.Error?.Code.ToString() ?? (outcome.Replayed ? "replayed" : "created"));
+        return Outcomes.Created(context, outcome);
     }
 
     public static async Task<Results<Created<RefundReceipt>, Ok<RefundReceipt>, ProblemHttpResult>> Refund(string id, HttpContext context, LedgerEngine engine)

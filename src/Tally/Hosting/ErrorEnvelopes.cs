@@ -34,6 +34,7 @@ public static class ErrorEnvelopes
         return status switch
         {
             413 => Problems.PayloadTooLarge(RequestBodyBytesMax),
+            429 => Problems.RateLimited(1),
             404 => Problems.NotFound(message),
             405 => Problems.Of(405, "method_not_allowed", "Method not allowed", message),
             >= 500 => Problems.Internal(),

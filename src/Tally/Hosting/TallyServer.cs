@@ -25,7 +25,7 @@ public sealed class TallyServer
             kestrel.Limits.MaxRequestBodySize = ErrorEnvelopes.RequestBodyBytesMax;
         });
         builder.Logging.ClearProviders();
-        builder.Logging.AddJsonConsole();
+        builder.Logging.AddJsonConsole(json => json.IncludeScopes = true);
         builder.Logging.SetMinimumLevel(options.LogLevel);
         builder.Logging.AddFilter("Microsoft.AspNetCore", options.LogLevel > LogLevel.Warning ? options.LogLevel : LogLevel.Warning);
         builder.Services.ConfigureHttpJsonOptions(json =>
@@ -41,11 +41,19 @@ public sealed class TallyServer
         builder.Services.AddSingleton<Credentials>();
         builder.Services.AddHostedService<LedgerHost>();
         builder.Services.AddHostedService<RenewalSweep>();
+        builder.Services.AddSingleton<Operations.TallyMetrics>();
+        builder.Services.AddSingleton<Operations.PrometheusExporter>();
+        builder.Services.AddKeyRateLimiting(options);
         builder.Services.AddOpenApi();
         configure?.Invoke(builder);
 
         var app = builder.Build();
+        // Created at start so that every measurement from the first request on is collected.
+        app.Services.GetRequiredService<Operations.PrometheusExporter>();
+        app.Services.GetRequiredService<Operations.TallyMetrics>();
+        app.UseRequestObservation();
         app.UseErrorEnvelopes();
+        app.UseRateLimiter();
         app.MapOperations();
         app.MapCompatibility();
         app.MapOrganizationApi();
@@ -99,5 +107,6 @@ public static class OrganizationApi
 [JsonSerializable(typeof(Page<OrganizationSummary>))]
 [JsonSerializable(typeof(UsageReport))]
 [JsonSerializable(typeof(VerifyReport))]
+[JsonSerializable(typeof(Page<AuditEntryView>))]
 [JsonSerializable(typeof(Operations.Health))]
 public sealed partial class TallyJson : JsonSerializerContext;

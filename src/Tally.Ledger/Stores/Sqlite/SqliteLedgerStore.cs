@@ -57,6 +57,26 @@ public sealed class SqliteLedgerStore : RelationalStore
         await transaction.CommitAsync(cancellationToken);
     }
 
+    /// <summary>
+    /// An online, consistent copy of the database: `VACUUM INTO` reads one snapshot of the WAL database while
+    /// the server keeps writing, and writes a compact file that is itself a complete store (restore = copy it
+    /// to `tally.db` in an empty data folder).
+    /// </summary>
+    public static async Task BackupAsync(string dataDirectory, string targetFile, CancellationToken cancellationToken)
+    {
+        var source = Path.Combine(dataDirectory, FileName);
+        if (!File.Exists(source)) throw new FileNotFoundException($"No Tally store at {source}.");
+        var target = Path.GetFullPath(targetFile);
+        if (File.Exists(target)) throw new IOException($"{target} exists already; choose a new file.");
+        var builder = new SqliteConnectionStringBuilder { DataSource = source, Mode = SqliteOpenMode.ReadOnly, Pooling = false };
+        await using var connection = new SqliteConnection(builder.ToString());
+        await connection.OpenAsync(cancellationToken);
+        await using var command = connection.CreateCommand();
+        command.CommandText = "VACUUM INTO @target";
+        command.Parameters.AddWithValue("@target", target);
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
     /// <summary>Reads the synchronous setting back, so tests can show durability is on.</summary>
     public async Task<long> SynchronousModeAsync()
     {
