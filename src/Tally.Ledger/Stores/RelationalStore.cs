@@ -29,8 +29,12 @@ public abstract partial class RelationalStore : ILedgerStore
     /// <summary>The dialect's auto-numbered primary key column type.</summary>
     protected abstract string IdentityColumn { get; }
 
+    /// <summary>The dialect's clause for tables clustered on their primary key; none by default.</summary>
+    protected virtual string WithoutRowIdClause => "";
+
     protected IEnumerable<string> MigrationStatements(int version) =>
-        Schema.Migrations.Single(migration => migration.Version == version).Statements.Select(sql => sql.Replace("{identity}", IdentityColumn));
+        Schema.Migrations.Single(migration => migration.Version == version).Statements
+            .Select(sql => sql.Replace("{identity}", IdentityColumn).Replace("{without_rowid}", WithoutRowIdClause));
 
     protected virtual DbCommand Command(DbConnection connection, DbTransaction? transaction, string sql, params (string Name, object? Value)[] parameters)
     {
