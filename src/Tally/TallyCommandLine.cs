@@ -77,7 +77,20 @@ public static class TallyCommandLine
             return ExitCodes.Success;
         });
 
-        return new RootCommand("Tally: message credits for chatbot and AI-agent platforms.") { serve, verify, backup };
+        var organizations = new Option<int>("--organizations") { Description = "Organizations to create.", DefaultValueFactory = _ => 1_000 };
+        var entries = new Option<int>("--entries-per-organization") { Description = "Ledger entries per organization (one grant, the rest consumptions).", DefaultValueFactory = _ => 10 };
+        var keysFile = new Option<string>("--keys-file") { Description = "Where to write keys (pk:sk per line) for load tests.", DefaultValueFactory = _ => "keys.txt" };
+        var keysCount = new Option<int>("--keys") { Description = "How many keys to write to the keys file.", DefaultValueFactory = _ => 1_000 };
+        var seed = new Command("seed", "Fills an empty SQLite store with organizations and ledger entries, for the scale benchmark.")
+            { dataDirectory, organizations, entries, keysFile, keysCount };
+        seed.SetAction(async (parse, cancellationToken) =>
+        {
+            var options = Options(parse, dataDirectory, urls, store, connection);
+            return await Seeding.Seeder.SeedAsync(options.DataDirectory, parse.GetValue(organizations), parse.GetValue(entries),
+                parse.GetValue(keysFile)!, parse.GetValue(keysCount));
+        });
+
+        return new RootCommand("Tally: message credits for chatbot and AI-agent platforms.") { serve, verify, backup, seed };
     }
 
     /// <summary>Command-line options override `TALLY_*` variables, which override appsettings.json.</summary>
