@@ -135,11 +135,12 @@ public sealed class SqliteLedgerStore : RelationalStore
         {
             command = writeConnection.CreateCommand();
             command.CommandText = sql;
+            foreach (var (name, _) in parameters) command.Parameters.Add(new SqliteParameter(name, null));
             prepared[sql] = command;
         }
         command.Transaction = (SqliteTransaction?)transaction;
-        command.Parameters.Clear();
-        foreach (var (name, value) in parameters) command.Parameters.AddWithValue(name, value ?? DBNull.Value);
+        // The same SQL always comes with the same parameters in the same order, so values are set in place.
+        for (var index = 0; index < parameters.Length; index++) command.Parameters[index].Value = parameters[index].Value ?? DBNull.Value;
         return command;
     }
 
