@@ -41,7 +41,12 @@ public sealed class TallyServer
         builder.Services.AddSingleton<Credentials>();
         builder.Services.AddHostedService<LedgerHost>();
         builder.Services.AddHostedService<RenewalSweep>();
-        builder.Services.AddOpenApi();
+        // The default title is the entry assembly's name, which differs between `tally serve` and a test host.
+        builder.Services.AddOpenApi(openApi => openApi.AddDocumentTransformer((document, _, _) =>
+        {
+            document.Info.Title = "Tally";
+            return Task.CompletedTask;
+        }));
         configure?.Invoke(builder);
 
         var app = builder.Build();
