@@ -33,7 +33,7 @@ public static class RawHttp
     /// Sends <paramref name="head"/> (request line and headers, each line without its CRLF) and the body;
     /// adds Host, Connection: close and, when there is a body, Content-Length.
     /// </summary>
-    public static async Task<RawReply> SendAsync(Uri server, IEnumerable<string> head, byte[]? body = null)
+    public static async Task<RawReply> SendAsync(Uri server, IEnumerable<string> head, byte[]? body = null, bool chunked = false)
     {
         using var client = new TcpClient();
         await client.ConnectAsync(server.Host, server.Port);
@@ -41,10 +41,11 @@ public static class RawHttp
         var builder = new StringBuilder();
         foreach (var line in head) builder.Append(line).Append("\r\n");
         builder.Append($"Host: {server.Host}:{server.Port}\r\nConnection: close\r\n");
-        if (body is not null) builder.Append($"Content-Length: {body.Length}\r\n");
+        if (body is not null) builder.Append(chunked ? "Transfer-Encoding: chunked\r\n" : $"Content-Length: {body.Length}\r\n");
         builder.Append("\r\n");
         await stream.WriteAsync(Encoding.UTF8.GetBytes(builder.ToString()));
-        if (body is not null) await stream.WriteAsync(body);
+        if (body is not null && chunked) await WriteChunkedAsync(stream, body);
+        else if (body is not null) await stream.WriteAsync(body);
         await stream.FlushAsync();
 
         using var received = new MemoryStream();
@@ -56,6 +57,27 @@ public static class RawHttp
             if (received.Length > ResponseBytesMax) throw new InvalidOperationException("The response is larger than the tests expect.");
         }
         return Parse(received.ToArray());
+    }
+
+    /// <summary>Chunked framing carries no length up front, so the server learns the size only while reading.</summary>
+    private static async Task WriteChunkedAsync(NetworkStream stream, byte[] body)
+    {
+        const int chunkBytes = 8 * 1024;
+        try
+        {
+            for (var offset = 0; offset < body.Length; offset += chunkBytes)
+            {
+                var size = Math.Min(chunkBytes, body.Length - offset);
+                await stream.WriteAsync(Encoding.ASCII.GetBytes($"{size:X}\r\n"));
+                await stream.WriteAsync(body.AsMemory(offset, size));
+                await stream.WriteAsync("\r\n"u8.ToArray());
+            }
+            await stream.WriteAsync("0\r\n\r\n"u8.ToArray());
+        }
+        catch (IOException)
+        {
+            // The server may answer (413) and stop reading before the last chunk; its answer is still readable.
+        }
     }
 
     private static RawReply Parse(byte[] bytes)
