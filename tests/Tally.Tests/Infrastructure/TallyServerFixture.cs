@@ -20,6 +20,9 @@ public class TallyServerFixture : IAsyncLifetime
     private readonly string dataDirectory = Path.Combine(Path.GetTempPath(), "tally-http-tests-" + Guid.NewGuid().ToString("N"));
     private WebApplication? app;
 
+    /// <summary>Where this server's SQLite files live.</summary>
+    public string DataDirectory => dataDirectory;
+
     public Uri BaseAddress { get; private set; } = null!;
 
     /// <summary>A client without credentials; requests add their own Authorization header.</summary>
