@@ -164,8 +164,7 @@ public static class AdminApi
     {
         var (body, problem) = await BodyReader.ReadAsync(context.Request);
         if (body is null) return problem!;
-        var credits = body.Long("credits", 1, GrantCreditsMax);
-        if (credits is null && !body.Has("credits")) body.Fail("credits", "Is required.");
+        var credits = body.RequiredLong("credits", 1, GrantCreditsMax);
         var key = body.IdempotencyKey(context.Request);
         var sourceText = body.String("source", 16);
         var source = GrantSource.Topup;

@@ -33,8 +33,7 @@ public static class HoldApi
     {
         var (body, problem) = await BodyReader.ReadAsync(context.Request);
         if (body is null) return problem!;
-        var credits = body.Long("credits", 1, Limits.OperationCreditsMax);
-        if (credits is null && !body.Has("credits")) body.Fail("credits", "Is required.");
+        var credits = body.RequiredLong("credits", 1, Limits.OperationCreditsMax);
         var key = body.IdempotencyKey(context.Request);
         var ttlSeconds = body.Long("ttlSeconds", 1, Limits.HoldTtlSecondsMax) ?? Limits.HoldTtlSecondsDefault;
         var assistantId = body.String("assistantId", Limits.TextLengthMax);
@@ -48,8 +47,7 @@ public static class HoldApi
     {
         var (body, problem) = await BodyReader.ReadAsync(context.Request);
         if (body is null) return problem!;
-        var credits = body.Long("credits", 1, Limits.OperationCreditsMax);
-        if (credits is null && !body.Has("credits")) body.Fail("credits", "Is required.");
+        var credits = body.RequiredLong("credits", 1, Limits.OperationCreditsMax);
         var key = body.IdempotencyKey(context.Request);
         if (!body.IsValid) return body.Problem;
         return Outcomes.Created(context, await engine.CaptureAsync(context.Caller().OrganizationId, id, credits!.Value, key!));

@@ -1,4 +1,5 @@
 using System.Text.Json.Serialization;
+using Microsoft.AspNetCore.OpenApi;
 using Tally.Admin;
 using Tally.Auth;
 using Tally.Balances;
@@ -33,6 +34,12 @@ public sealed class TallyServer
             json.SerializerOptions.TypeInfoResolverChain.Insert(0, TallyJson.Default);
             json.SerializerOptions.TypeInfoResolverChain.Insert(0, CompatibilityJson.Default);
         });
+        // The OpenAPI title defaults to the entry assembly's name, which differs between `tally serve` and a test host.
+        builder.Services.Configure<OpenApiOptions>("v1", openApi => openApi.AddDocumentTransformer((document, _, _) =>
+        {
+            document.Info.Title = "Tally";
+            return Task.CompletedTask;
+        }));
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<ILedgerStore>(_ => CreateStore(options));

@@ -58,6 +58,14 @@ public sealed class BodyReader
         return null;
     }
 
+    /// <summary>Like <see cref="Long"/>, but a missing or null field is an error too.</summary>
+    public long? RequiredLong(string field, long minimum, long maximum)
+    {
+        var number = Long(field, minimum, maximum);
+        if (number is null && (!Has(field) || IsNull(field))) Fail(field, "Is required.");
+        return number;
+    }
+
     public string? String(string field, int lengthMax, bool required = false)
     {
         if (!root.TryGetProperty(field, out var value) || value.ValueKind == JsonValueKind.Null)
