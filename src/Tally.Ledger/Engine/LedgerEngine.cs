@@ -44,6 +44,7 @@ public sealed class LedgerEngine : IAsyncDisposable
     private Task? writer;
     private int queued;
     private long keyCacheHits;
+    private long keyRevocations;
     private long keyCacheMisses;
 
     public LedgerEngine(ILedgerStore store, TimeProvider time, LedgerEngineOptions? options = null)
@@ -128,6 +129,7 @@ public sealed class LedgerEngine : IAsyncDisposable
         if (key is null) return Outcome<ApiKeyView>.Failure(LedgerError.NotFound("The key"));
         var outcome = await Submit(new RevokeKeyCommand(organizationId, key));
         if (!outcome.Succeeded) return Outcome<ApiKeyView>.Failure(outcome.Error!);
+        Interlocked.Increment(ref keyRevocations);
         keyCache.TryRemove(key.SecretHash, out _);
         return new(outcome.Value!.ToView(), null);
     }
@@ -144,6 +146,7 @@ public sealed class LedgerEngine : IAsyncDisposable
             return cached.Key;
         }
         Interlocked.Increment(ref keyCacheMisses);
+        var revocationsBefore = Interlocked.Read(ref keyRevocations);
         var key = await store.FindKeyBySecretHashAsync(hash, cancellationToken);
         if (key is null || key.RevokedAt is not null)
         {
@@ -152,6 +155,9 @@ public sealed class LedgerEngine : IAsyncDisposable
         }
         if (keyCache.Count >= KeyCacheEntriesMax) keyCache.Clear();
         keyCache[hash] = (key, nowTicks);
+        // A revocation that committed while this lookup read the store may have cleared the cache before the
+        // line above refilled it; checking the count afterwards closes that window.
+        if (Interlocked.Read(ref keyRevocations) != revocationsBefore) keyCache.TryRemove(hash, out _);
         return key;
     }
 
