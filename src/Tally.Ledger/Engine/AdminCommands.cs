@@ -112,6 +112,8 @@ internal sealed class GrantCommand(GrantRequest request)
     protected override string Parameters => Spending.Join(
         "grant", request.Credits, request.Source, request.Priority, request.ExpiresAt?.ToUnixTimeMilliseconds(), request.Reason);
 
+    protected override LedgerError? Validate() => Spending.InvalidCredits(request.Credits, Limits.GrantCreditsMax);
+
     protected override Outcome<GrantView> DecideFresh(OrganizationState state, DecisionContext context)
     {
         var now = context.Now;
