@@ -137,7 +137,11 @@ public sealed class OrganizationState
             var byPriority = left.Priority.CompareTo(right.Priority);
             if (byPriority != 0) return byPriority;
             var byAge = left.CreatedAt.CompareTo(right.CreatedAt);
-            return byAge != 0 ? byAge : string.CompareOrdinal(left.Id, right.Id);
+            if (byAge != 0) return byAge;
+            // A rollover is issued in the same instant as the allowance it accompanies, with the same expiry, but
+            // its credits are a period older, so it burns first; without this the order would follow random ids.
+            var byOrigin = (left.Source != GrantSource.Rollover).CompareTo(right.Source != GrantSource.Rollover);
+            return byOrigin != 0 ? byOrigin : string.CompareOrdinal(left.Id, right.Id);
         });
         return spendable;
     }
