@@ -69,5 +69,13 @@ internal static class Schema
             "CREATE INDEX IF NOT EXISTS api_keys_organization ON api_keys (organization_id)",
             "CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
         ]),
+        // Rule 6 asks for one live allowance per period. A plan change or a new subscription within a period
+        // expires the period's allowance and issues another for the same period start, which the index of
+        // version 1 refused (failing the whole batch); expired grants are history and stay out of the index.
+        (2,
+        [
+            "DROP INDEX IF EXISTS grants_one_per_period",
+            "CREATE UNIQUE INDEX IF NOT EXISTS grants_one_live_per_period ON grants (organization_id, source, period_start) WHERE expired = 0",
+        ]),
     ];
 }
