@@ -103,7 +103,7 @@ internal sealed class RefundCommand(string organizationId, string consumptionId,
         Rules.ReturnCredits(state, returned, EntryKind.Refund, id, now, now, context.Changes);
         consumption.Refunded += amount;
         context.Changes.Consumptions[consumption.Id] = consumption;
-        if (state.Subscription is { } subscription && consumption.PeriodStart == subscription.PeriodStart)
+        if (consumption.PeriodStart is { } periodStart && periodStart == state.UsagePeriodStart)
         {
             state.UsedInPeriod -= amount;
         }
@@ -214,7 +214,7 @@ internal sealed class CaptureCommand(string organizationId, string holdId, long 
             OrganizationId = state.Id,
             Credits = credits,
             Allocations = captured,
-            PeriodStart = state.Subscription?.PeriodStart,
+            PeriodStart = state.UsagePeriodStart,
             AssistantId = hold.AssistantId,
             Identifier = hold.Identifier,
             HoldId = hold.Id,

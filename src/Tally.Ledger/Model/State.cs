@@ -75,6 +75,15 @@ public sealed class OrganizationState
     /// <summary>Credits consumed in the current period minus those refunded for them (SPEC §2 rule 9).</summary>
     public long UsedInPeriod { get; set; }
 
+    /// <summary>
+    /// After a cancellation, the start of the period it happened in. <see cref="UsedInPeriod"/> still counts that
+    /// period, so that a subscription resumed within it continues its usage instead of forgetting it.
+    /// </summary>
+    public DateTimeOffset? CancelledPeriodStart { get; set; }
+
+    /// <summary>The period whose usage <see cref="UsedInPeriod"/> counts; null before any subscription.</summary>
+    public DateTimeOffset? UsagePeriodStart => Subscription?.PeriodStart ?? CancelledPeriodStart;
+
     public OrganizationState Copy()
     {
         var copy = (OrganizationState)MemberwiseClone();
