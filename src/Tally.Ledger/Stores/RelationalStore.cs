@@ -99,7 +99,11 @@ public abstract partial class RelationalStore : ILedgerStore
                 CreatedAt = Time(Long(reader, 4)),
                 UsedInPeriod = Long(reader, 12),
             };
-            if (!reader.IsDBNull(5))
+            if (reader.IsDBNull(5))
+            {
+                state.CancelledPeriodStart = Time(NullableLong(reader, 10));
+            }
+            else
             {
                 Names.TryParsePeriod(reader.GetString(7), out var period);
                 state.Subscription = new SubscriptionState
@@ -334,7 +338,7 @@ public abstract partial class RelationalStore : ILedgerStore
             ("@id", state.Id), ("@name", state.Name), ("@external", state.ExternalId), ("@status", Names.Of(state.Status)),
             ("@created", Milliseconds(state.CreatedAt)), ("@plan", subscription?.Plan), ("@perPeriod", subscription?.CreditsPerPeriod),
             ("@period", subscription is null ? null : Names.Of(subscription.Period)), ("@anchor", Milliseconds(subscription?.Anchor)),
-            ("@rollover", subscription?.RolloverMax), ("@start", Milliseconds(subscription?.PeriodStart)),
+            ("@rollover", subscription?.RolloverMax), ("@start", Milliseconds(state.UsagePeriodStart)),
             ("@end", Milliseconds(subscription?.PeriodEnd)), ("@used", state.UsedInPeriod), ("@deadline", Milliseconds(NextDeadline(state))));
     }
 
