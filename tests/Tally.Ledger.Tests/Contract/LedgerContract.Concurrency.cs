@@ -63,4 +63,39 @@ public abstract partial class LedgerContract
             Assert.True(rounds[i] * 3 <= balance.Used);
         }
     }
+
+    [Fact]
+    public async Task ConcurrentSettlementsOfOneHoldSettleItExactlyOnce()
+    {
+        await using var ledger = await StartAsync();
+        var organization = await ledger.OrganizationAsync(100);
+        var hold = Value(await ledger.HoldAsync(organization, 30));
+        var captures = Enumerable.Range(0, 20).Select(i => ledger.CaptureAsync(organization, hold.Id, 10 + i % 5)).ToList();
+        var releases = Enumerable.Range(0, 20).Select(_ => ledger.ReleaseAsync(organization, hold.Id)).ToList();
+        await Task.WhenAll(captures.Cast<Task>().Concat(releases));
+        var settled = captures.Count(task => task.Result.Succeeded) + releases.Count(task => task.Result.Succeeded);
+        Assert.Equal(1, settled);
+        Assert.All(captures.Select(task => task.Result).Where(outcome => !outcome.Succeeded),
+            outcome => Assert.Equal(ErrorCode.HoldAlreadySettled, outcome.Error!.Code));
+        Assert.All(releases.Select(task => task.Result).Where(outcome => !outcome.Succeeded),
+            outcome => Assert.Equal(ErrorCode.HoldAlreadySettled, outcome.Error!.Code));
+        var captured = captures.Select(task => task.Result).Where(outcome => outcome.Succeeded).Sum(outcome => outcome.Value!.Captured);
+        var balance = await ledger.BalanceAsync(organization);
+        Assert.Equal((captured, 100 - captured, 0L), (balance.Used, balance.Remaining, balance.Held));
+    }
+
+    [Fact]
+    public async Task ConcurrentRefundsOfOneConsumptionNeverReturnMoreThanItConsumed()
+    {
+        await using var ledger = await StartAsync();
+        var organization = await ledger.OrganizationAsync(100);
+        var consumption = Value(await ledger.ConsumeAsync(organization, 10));
+        var refunds = await Task.WhenAll(Enumerable.Range(0, 40).Select(_ => ledger.RefundAsync(organization, consumption.Id, 1)));
+        Assert.Equal(10, refunds.Count(outcome => outcome.Succeeded));
+        Assert.All(refunds.Where(outcome => !outcome.Succeeded), outcome => Assert.Equal(ErrorCode.ValidationFailed, outcome.Error!.Code));
+        Assert.Equal(Enumerable.Range(1, 10).Select(total => (long)total),
+            refunds.Where(outcome => outcome.Succeeded).Select(outcome => outcome.Value!.RefundedTotal).Order());
+        var balance = await ledger.BalanceAsync(organization);
+        Assert.Equal((0L, 100L), (balance.Used, balance.Remaining));
+    }
 }

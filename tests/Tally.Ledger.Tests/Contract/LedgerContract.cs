@@ -123,6 +123,16 @@ public abstract partial class LedgerContract(IStoreFactory factory)
     }
 
     [Fact]
+    public async Task AGrantThatWouldAlreadyHaveExpiredIsRefusedAsInvalid()
+    {
+        await using var ledger = await StartAsync();
+        var organization = await ledger.OrganizationAsync(0);
+        var error = Refused(await ledger.GrantAsync(organization, 5, expiresAt: ledger.Time.GetUtcNow()), ErrorCode.ValidationFailed);
+        Assert.Equal("expiresAt", error.Field);
+        Assert.Equal(0, (await ledger.BalanceAsync(organization)).Remaining);
+    }
+
+    [Fact]
     public async Task ABadRequestInABatchDoesNotFailTheOthersInIt()
     {
         await using var ledger = await StartAsync();
