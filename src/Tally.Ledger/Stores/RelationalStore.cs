@@ -47,7 +47,8 @@ public abstract partial class RelationalStore : ILedgerStore
         return command;
     }
 
-    protected async Task ExecuteAsync(DbConnection connection, DbTransaction? transaction, string sql, CancellationToken cancellationToken, params (string, object?)[] parameters)
+    /// <summary>Runs one statement; virtual so that a store may collect a batch's writes and send them in one round trip.</summary>
+    protected virtual async Task ExecuteAsync(DbConnection connection, DbTransaction? transaction, string sql, CancellationToken cancellationToken, params (string, object?)[] parameters)
     {
         var command = Command(connection, transaction, sql, parameters);
         try
@@ -75,40 +76,12 @@ public abstract partial class RelationalStore : ILedgerStore
     protected async Task<OrganizationState?> LoadOrganizationAsync(DbConnection connection, DbTransaction? transaction, string organizationId, CancellationToken cancellationToken)
     {
         OrganizationState? state = null;
-        var command = Command(connection, transaction,
-            """
-            SELECT id, name, external_id, status, created_at, plan, credits_per_period, period, anchor, rollover_max,
-                   period_start, period_end, used_in_period
-            FROM organizations WHERE id = @id
-            """, ("@id", organizationId));
+        var command = Command(connection, transaction, $"SELECT {OrganizationColumns} FROM organizations WHERE id = @id", ("@id", organizationId));
         try
         {
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
             if (!await reader.ReadAsync(cancellationToken)) return null;
-            Names.TryParseStatus(reader.GetString(3), out var status);
-            state = new OrganizationState
-            {
-                Id = reader.GetString(0),
-                Name = reader.GetString(1),
-                ExternalId = NullableString(reader, 2),
-                Status = status,
-                CreatedAt = Time(Long(reader, 4)),
-                UsedInPeriod = Long(reader, 12),
-            };
-            if (!reader.IsDBNull(5))
-            {
-                Names.TryParsePeriod(reader.GetString(7), out var period);
-                state.Subscription = new SubscriptionState
-                {
-                    Plan = reader.GetString(5),
-                    CreditsPerPeriod = NullableLong(reader, 6),
-                    Period = period,
-                    Anchor = Time(Long(reader, 8)),
-                    RolloverMax = Long(reader, 9),
-                    PeriodStart = Time(Long(reader, 10)),
-                    PeriodEnd = Time(Long(reader, 11)),
-                };
-            }
+            state = ReadOrganization(reader);
         }
         finally
         {
@@ -120,32 +93,97 @@ public abstract partial class RelationalStore : ILedgerStore
         return state;
     }
 
+    // The columns each load reads, and the mapping of one row, are shared with stores that load many
+    // organizations in one round trip (PostgreSQL), so that both read exactly the same thing.
+    protected const string OrganizationColumns =
+        "id, name, external_id, status, created_at, plan, credits_per_period, period, anchor, rollover_max, period_start, period_end, used_in_period";
+    protected const string GrantColumns = "id, credits, remaining, source, priority, effective_at, expires_at, created_at, period_start";
+    protected const string OpenHoldColumns = "id, credits, expires_at, created_at, allocations, assistant_id, identifier";
+    protected const string AssistantColumns = "id, name, created_at";
+    protected const string IdempotencyColumns = "fingerprint, result, created_at";
+    protected const string ConsumptionColumns = "id, credits, refunded, allocations, period_start, assistant_id, identifier, hold_id, created_at";
+    protected const string HoldRowColumns = OpenHoldColumns + ", status, captured, settled_at";
+
+    protected static OrganizationState ReadOrganization(DbDataReader reader)
+    {
+        Names.TryParseStatus(reader.GetString(3), out var status);
+        var state = new OrganizationState
+        {
+            Id = reader.GetString(0),
+            Name = reader.GetString(1),
+            ExternalId = NullableString(reader, 2),
+            Status = status,
+            CreatedAt = Time(Long(reader, 4)),
+            UsedInPeriod = Long(reader, 12),
+        };
+        if (!reader.IsDBNull(5))
+        {
+            Names.TryParsePeriod(reader.GetString(7), out var period);
+            state.Subscription = new SubscriptionState
+            {
+                Plan = reader.GetString(5),
+                CreditsPerPeriod = NullableLong(reader, 6),
+                Period = period,
+                Anchor = Time(Long(reader, 8)),
+                RolloverMax = Long(reader, 9),
+                PeriodStart = Time(Long(reader, 10)),
+                PeriodEnd = Time(Long(reader, 11)),
+            };
+        }
+        return state;
+    }
+
+    protected static GrantState ReadGrant(DbDataReader reader, int first)
+    {
+        Names.TryParseSource(reader.GetString(first + 3), out var source);
+        return new GrantState
+        {
+            Id = reader.GetString(first),
+            Credits = Long(reader, first + 1),
+            Remaining = Long(reader, first + 2),
+            Source = source,
+            Priority = (int)Long(reader, first + 4),
+            EffectiveAt = Time(Long(reader, first + 5)),
+            ExpiresAt = Time(NullableLong(reader, first + 6)),
+            CreatedAt = Time(Long(reader, first + 7)),
+            PeriodStart = Time(NullableLong(reader, first + 8)),
+        };
+    }
+
+    protected static AssistantState ReadAssistant(DbDataReader reader, int first) =>
+        new(reader.GetString(first), reader.GetString(first + 1), Time(Long(reader, first + 2)));
+
+    protected static IdempotencyRecord ReadIdempotency(DbDataReader reader, int first, string organizationId, string key) =>
+        new(organizationId, key, reader.GetString(first), reader.GetString(first + 1), Time(Long(reader, first + 2)));
+
+    protected static ConsumptionRecord ReadConsumption(DbDataReader reader, int first, string organizationId) => new()
+    {
+        Id = reader.GetString(first),
+        OrganizationId = organizationId,
+        Credits = Long(reader, first + 1),
+        Refunded = Long(reader, first + 2),
+        Allocations = JsonSerializer.Deserialize(reader.GetString(first + 3), LedgerJson.Default.AllocationArray) ?? [],
+        PeriodStart = Time(NullableLong(reader, first + 4)),
+        AssistantId = NullableString(reader, first + 5),
+        Identifier = NullableString(reader, first + 6),
+        HoldId = NullableString(reader, first + 7),
+        CreatedAt = Time(Long(reader, first + 8)),
+    };
+
+    protected static HoldRow ReadHoldRow(DbDataReader reader, int first, string organizationId)
+    {
+        var status = Enum.Parse<HoldStatus>(reader.GetString(first + 7), ignoreCase: true);
+        return new HoldRow(organizationId, ReadHold(reader, first), status, Long(reader, first + 8), Time(NullableLong(reader, first + 9)));
+    }
+
     private async Task LoadGrantsAsync(DbConnection connection, DbTransaction? transaction, OrganizationState state, CancellationToken cancellationToken)
     {
         var command = Command(connection, transaction,
-            """
-            SELECT id, credits, remaining, source, priority, effective_at, expires_at, created_at, period_start
-            FROM grants WHERE organization_id = @id AND expired = 0 ORDER BY created_at, id
-            """, ("@id", state.Id));
+            $"SELECT {GrantColumns} FROM grants WHERE organization_id = @id AND expired = 0 ORDER BY created_at, id", ("@id", state.Id));
         try
         {
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-            while (await reader.ReadAsync(cancellationToken))
-            {
-                Names.TryParseSource(reader.GetString(3), out var source);
-                state.Grants.Add(new GrantState
-                {
-                    Id = reader.GetString(0),
-                    Credits = Long(reader, 1),
-                    Remaining = Long(reader, 2),
-                    Source = source,
-                    Priority = (int)Long(reader, 4),
-                    EffectiveAt = Time(Long(reader, 5)),
-                    ExpiresAt = Time(NullableLong(reader, 6)),
-                    CreatedAt = Time(Long(reader, 7)),
-                    PeriodStart = Time(NullableLong(reader, 8)),
-                });
-            }
+            while (await reader.ReadAsync(cancellationToken)) state.Grants.Add(ReadGrant(reader, 0));
         }
         finally
         {
@@ -156,10 +194,7 @@ public abstract partial class RelationalStore : ILedgerStore
     private async Task LoadHoldsAsync(DbConnection connection, DbTransaction? transaction, OrganizationState state, CancellationToken cancellationToken)
     {
         var command = Command(connection, transaction,
-            """
-            SELECT id, credits, expires_at, created_at, allocations, assistant_id, identifier
-            FROM holds WHERE organization_id = @id AND status = 'open'
-            """, ("@id", state.Id));
+            $"SELECT {OpenHoldColumns} FROM holds WHERE organization_id = @id AND status = 'open'", ("@id", state.Id));
         try
         {
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
@@ -175,7 +210,7 @@ public abstract partial class RelationalStore : ILedgerStore
         }
     }
 
-    private static HoldState ReadHold(DbDataReader reader, int first) => new(
+    protected static HoldState ReadHold(DbDataReader reader, int first) => new(
         reader.GetString(first), Long(reader, first + 1), Time(Long(reader, first + 2)), Time(Long(reader, first + 3)),
         JsonSerializer.Deserialize(reader.GetString(first + 4), LedgerJson.Default.AllocationArray) ?? [],
         NullableString(reader, first + 5), NullableString(reader, first + 6));
@@ -183,15 +218,12 @@ public abstract partial class RelationalStore : ILedgerStore
     private async Task LoadAssistantsAsync(DbConnection connection, DbTransaction? transaction, OrganizationState state, CancellationToken cancellationToken)
     {
         var command = Command(connection, transaction,
-            "SELECT id, name, created_at FROM assistants WHERE organization_id = @id AND deleted_at IS NULL ORDER BY created_at, id",
+            $"SELECT {AssistantColumns} FROM assistants WHERE organization_id = @id AND deleted_at IS NULL ORDER BY created_at, id",
             ("@id", state.Id));
         try
         {
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-            while (await reader.ReadAsync(cancellationToken))
-            {
-                state.Assistants.Add(new AssistantState(reader.GetString(0), reader.GetString(1), Time(Long(reader, 2))));
-            }
+            while (await reader.ReadAsync(cancellationToken)) state.Assistants.Add(ReadAssistant(reader, 0));
         }
         finally
         {
@@ -206,16 +238,12 @@ public abstract partial class RelationalStore : ILedgerStore
         foreach (var (organizationId, key) in request.IdempotencyKeys)
         {
             var command = Command(connection, transaction,
-                "SELECT fingerprint, result, created_at FROM idempotency_keys WHERE organization_id = @organization AND key = @key",
+                $"SELECT {IdempotencyColumns} FROM idempotency_keys WHERE organization_id = @organization AND key = @key",
                 ("@organization", organizationId), ("@key", key));
             try
             {
                 await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-                if (await reader.ReadAsync(cancellationToken))
-                {
-                    lookups.Idempotency[(organizationId, key)] =
-                        new IdempotencyRecord(organizationId, key, reader.GetString(0), reader.GetString(1), Time(Long(reader, 2)));
-                }
+                if (await reader.ReadAsync(cancellationToken)) lookups.Idempotency[(organizationId, key)] = ReadIdempotency(reader, 0, organizationId, key);
             }
             finally
             {
@@ -238,27 +266,12 @@ public abstract partial class RelationalStore : ILedgerStore
     private async Task<ConsumptionRecord?> FindConsumptionAsync(DbConnection connection, DbTransaction? transaction, string organizationId, string consumptionId, CancellationToken cancellationToken)
     {
         var command = Command(connection, transaction,
-            """
-            SELECT id, credits, refunded, allocations, period_start, assistant_id, identifier, hold_id, created_at
-            FROM consumptions WHERE id = @id AND organization_id = @organization
-            """, ("@id", consumptionId), ("@organization", organizationId));
+            $"SELECT {ConsumptionColumns} FROM consumptions WHERE id = @id AND organization_id = @organization",
+            ("@id", consumptionId), ("@organization", organizationId));
         try
         {
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-            if (!await reader.ReadAsync(cancellationToken)) return null;
-            return new ConsumptionRecord
-            {
-                Id = reader.GetString(0),
-                OrganizationId = organizationId,
-                Credits = Long(reader, 1),
-                Refunded = Long(reader, 2),
-                Allocations = JsonSerializer.Deserialize(reader.GetString(3), LedgerJson.Default.AllocationArray) ?? [],
-                PeriodStart = Time(NullableLong(reader, 4)),
-                AssistantId = NullableString(reader, 5),
-                Identifier = NullableString(reader, 6),
-                HoldId = NullableString(reader, 7),
-                CreatedAt = Time(Long(reader, 8)),
-            };
+            return await reader.ReadAsync(cancellationToken) ? ReadConsumption(reader, 0, organizationId) : null;
         }
         finally
         {
@@ -269,16 +282,12 @@ public abstract partial class RelationalStore : ILedgerStore
     private async Task<HoldRow?> FindHoldAsync(DbConnection connection, DbTransaction? transaction, string organizationId, string holdId, CancellationToken cancellationToken)
     {
         var command = Command(connection, transaction,
-            """
-            SELECT id, credits, expires_at, created_at, allocations, assistant_id, identifier, status, captured, settled_at
-            FROM holds WHERE id = @id AND organization_id = @organization
-            """, ("@id", holdId), ("@organization", organizationId));
+            $"SELECT {HoldRowColumns} FROM holds WHERE id = @id AND organization_id = @organization",
+            ("@id", holdId), ("@organization", organizationId));
         try
         {
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-            if (!await reader.ReadAsync(cancellationToken)) return null;
-            var status = Enum.Parse<HoldStatus>(reader.GetString(7), ignoreCase: true);
-            return new HoldRow(organizationId, ReadHold(reader, 0), status, Long(reader, 8), Time(NullableLong(reader, 9)));
+            return await reader.ReadAsync(cancellationToken) ? ReadHoldRow(reader, 0, organizationId) : null;
         }
         finally
         {
