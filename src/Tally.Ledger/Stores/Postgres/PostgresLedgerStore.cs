@@ -121,6 +121,15 @@ public sealed partial class PostgresLedgerStore : RelationalStore
         return found.GetValueOrDefault(organizationId);
     }
 
+    /// <summary>A setting as it stands inside a batch's transaction, so tests can show durability is on whatever the database's defaults.</summary>
+    internal async Task<string> SettingInBatchAsync(string name, CancellationToken cancellationToken)
+    {
+        await using var batch = (Batch)await BeginBatchAsync([], cancellationToken);
+        await using var command = new NpgsqlCommand("SELECT current_setting(@name)", batch.Connection, batch.Transaction);
+        command.Parameters.AddWithValue("name", name);
+        return (string)(await command.ExecuteScalarAsync(cancellationToken))!;
+    }
+
     protected override async Task<DbConnection> OpenReadConnectionAsync(CancellationToken cancellationToken) =>
         await dataSource.OpenConnectionAsync(cancellationToken);
 
@@ -208,6 +217,8 @@ public sealed partial class PostgresLedgerStore : RelationalStore
     {
         private bool finished;
 
+        public NpgsqlConnection Connection => connection;
+        public NpgsqlTransaction Transaction => transaction;
         public IReadOnlyDictionary<string, OrganizationState> Organizations => organizations;
 
         public Task<BatchLookups> LookupAsync(BatchLookupRequest request, CancellationToken cancellationToken) =>
