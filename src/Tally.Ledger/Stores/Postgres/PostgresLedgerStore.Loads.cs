@@ -22,15 +22,17 @@ public sealed partial class PostgresLedgerStore
     }
 
     private async Task<Dictionary<string, OrganizationState>> LoadOrganizationsAsync(
-        NpgsqlConnection connection, NpgsqlTransaction? transaction, LoadMode mode, IReadOnlyList<string> organizationIds,
-        CancellationToken cancellationToken)
+        NpgsqlConnection connection, LoadMode mode, IReadOnlyList<string> organizationIds, CancellationToken cancellationToken)
     {
         var organizations = new Dictionary<string, OrganizationState>(organizationIds.Count, StringComparer.Ordinal);
         var ids = organizationIds as string[] ?? [.. organizationIds];
-        await using var batch = new NpgsqlBatch(connection, transaction);
+        await using var batch = new NpgsqlBatch(connection);
         var readers = new List<Action<NpgsqlDataReader>>();
         if (mode == LoadMode.LockForBatch)
         {
+            // READ COMMITTED suffices: each statement after the lock sees what the previous holder committed, and
+            // nothing this batch reads can change before its commit, since every writer takes the same locks.
+            batch.BatchCommands.Add(Statement("BEGIN ISOLATION LEVEL READ COMMITTED"));
             batch.BatchCommands.Add(Statement(TransactionSettingsSql));
             readers.Add(_ => { });
         }
@@ -72,10 +74,10 @@ public sealed partial class PostgresLedgerStore
 
     /// <summary>The stored idempotency records, consumptions and holds that a batch's commands name, in one round trip.</summary>
     private async Task<BatchLookups> LookupBatchedAsync(
-        NpgsqlConnection connection, NpgsqlTransaction transaction, BatchLookupRequest request, CancellationToken cancellationToken)
+        NpgsqlConnection connection, BatchLookupRequest request, CancellationToken cancellationToken)
     {
         var lookups = new BatchLookups();
-        await using var batch = new NpgsqlBatch(connection, transaction);
+        await using var batch = new NpgsqlBatch(connection);
         var readers = new List<Action<NpgsqlDataReader>>();
         if (request.IdempotencyKeys.Count > 0)
         {
