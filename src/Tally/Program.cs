@@ -1,1 +1,3 @@
-return 0;
+using Tally;
+
+return await TallyCommandLine.Build().Parse(args).InvokeAsync();

@@ -27,8 +27,10 @@ internal static class Views
         var remaining = Rules.ReportedRemaining(state, now);
         var unlimited = state.Subscription is { Unlimited: true };
         var grants = state.Grants.Where(grant => !grant.Expired).Select(Grant).ToList();
-        return new BalanceView(state.Id, Subscription(state.Subscription), unlimited ? -1 : state.UsedInPeriod + remaining,
-            state.UsedInPeriod, remaining, state.Held(), unlimited, state.Assistants.Count > 0, Names.Of(state.Status), grants);
+        // Without a subscription there is no current period, so nothing is used in it.
+        var used = state.Subscription is null ? 0 : state.UsedInPeriod;
+        return new BalanceView(state.Id, Subscription(state.Subscription), unlimited ? -1 : used + remaining,
+            used, remaining, state.Held(), unlimited, state.Assistants.Count > 0, Names.Of(state.Status), grants);
     }
 }
 
@@ -69,14 +71,14 @@ internal sealed class PutSubscriptionCommand(string organizationId, Subscription
     protected override Outcome<SubscriptionView> DecideFor(OrganizationState state, DecisionContext context)
     {
         var now = context.Now;
-        var anchor = request.Anchor ?? state.Subscription?.Anchor ?? now;
+        var anchor = LedgerEngine.WholeMilliseconds(request.Anchor ?? state.Subscription?.Anchor ?? now);
         var current = state.Subscription;
         if (current is not null && current.Plan == request.Plan && current.CreditsPerPeriod == request.CreditsPerPeriod
             && current.Period == request.Period && current.Anchor == anchor && current.RolloverMax == request.RolloverMax)
         {
             return new(Views.Subscription(current), null);
         }
-        var previousPeriodStart = current?.PeriodStart;
+        var previousPeriodStart = state.UsagePeriodStart;
         Rules.EndPeriodGrants(state, now, context.Changes);
         state.Subscription = new SubscriptionState
         {
@@ -90,6 +92,7 @@ internal sealed class PutSubscriptionCommand(string organizationId, Subscription
         };
         Rules.StartPeriod(state, now, rolloverCredits: 0, context.Changes);
         if (state.Subscription.PeriodStart != previousPeriodStart) state.UsedInPeriod = 0;
+        state.CancelledPeriodStart = null;
         return new(Views.Subscription(state.Subscription), null);
     }
 }
@@ -100,8 +103,9 @@ internal sealed class CancelSubscriptionCommand(string organizationId) : Organiz
     {
         if (state.Subscription is null) return new(Views.Subscription(null), null);
         Rules.EndPeriodGrants(state, context.Now, context.Changes);
+        // Usage stays with its period (rule 9): resuming within this period continues it, a later one starts at 0.
+        state.CancelledPeriodStart = state.Subscription.PeriodStart;
         state.Subscription = null;
-        state.UsedInPeriod = 0;
         return new(Views.Subscription(null), null);
     }
 }
@@ -111,6 +115,8 @@ internal sealed class GrantCommand(GrantRequest request)
 {
     protected override string Parameters => Spending.Join(
         "grant", request.Credits, request.Source, request.Priority, request.ExpiresAt?.ToUnixTimeMilliseconds(), request.Reason);
+
+    protected override LedgerError? Validate() => Spending.InvalidCredits(request.Credits, Limits.GrantCreditsMax);
 
     protected override Outcome<GrantView> DecideFresh(OrganizationState state, DecisionContext context)
     {
@@ -183,4 +189,15 @@ internal sealed class DeleteOrganizationCommand(string organizationId) : Organiz
 internal sealed class AdvanceCommand(string organizationId) : OrganizationCommand<bool>(organizationId)
 {
     protected override Outcome<bool> DecideFor(OrganizationState state, DecisionContext context) => new(true, null);
+}
+
+internal sealed class AuditCommand(AuditEntry entry) : LedgerCommand<bool>
+{
+    public override string? OrganizationId => null;
+
+    protected override Outcome<bool> DecideOutcome(DecisionContext context)
+    {
+        context.Changes.AuditEntries.Add(entry);
+        return new(true, null);
+    }
 }

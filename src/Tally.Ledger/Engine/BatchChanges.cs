@@ -21,6 +21,11 @@ public sealed class ConsumptionRecord
     public required DateTimeOffset CreatedAt { get; init; }
 }
 
+/// <summary>One admin action: who did what to which organization, when, and how it ended.</summary>
+public sealed record AuditEntry(DateTimeOffset At, string Actor, string Action, string? OrganizationId, int Status, string? RequestId);
+
+public sealed record AuditEntryView(long Id, DateTimeOffset At, string Actor, string Action, string? OrganizationId, int Status, string? RequestId);
+
 public sealed record IdempotencyRecord(string OrganizationId, string Key, string Fingerprint, string Result, DateTimeOffset CreatedAt);
 
 public sealed record ApiKeyRecord(
@@ -46,9 +51,10 @@ public sealed class BatchChanges
     public List<(string OrganizationId, string AssistantId, DateTimeOffset DeletedAt)> AssistantsRemoved { get; } = [];
     public List<ApiKeyRecord> KeysAdded { get; } = [];
     public List<(string KeyId, DateTimeOffset RevokedAt)> KeysRevoked { get; } = [];
+    public List<AuditEntry> AuditEntries { get; } = [];
 
     public bool IsEmpty =>
-        Organizations.Count == 0 && KeysAdded.Count == 0 && KeysRevoked.Count == 0;
+        Organizations.Count == 0 && KeysAdded.Count == 0 && KeysRevoked.Count == 0 && AuditEntries.Count == 0;
 
     public void TouchGrant(string organizationId, GrantState grant) => Grants[grant.Id] = (organizationId, grant);
 

@@ -43,6 +43,9 @@ public sealed class LedgerEngine : IAsyncDisposable
     private readonly ConcurrentDictionary<string, (ApiKeyRecord Key, long LoadedAt)> keyCache = new(StringComparer.Ordinal);
     private Task? writer;
     private int queued;
+    private long keyCacheHits;
+    private long keyRevocations;
+    private long keyCacheMisses;
 
     public LedgerEngine(ILedgerStore store, TimeProvider time, LedgerEngineOptions? options = null)
     {
@@ -61,6 +64,8 @@ public sealed class LedgerEngine : IAsyncDisposable
     public int QueueDepth => Volatile.Read(ref queued);
     public bool IsRunning => writer is { IsCompleted: false };
     public event Action<BatchReport>? BatchCompleted;
+    public long KeyCacheHits => Interlocked.Read(ref keyCacheHits);
+    public long KeyCacheMisses => Interlocked.Read(ref keyCacheMisses);
 
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {
@@ -103,6 +108,9 @@ public sealed class LedgerEngine : IAsyncDisposable
         Submit(new RemoveAssistantCommand(organizationId, assistantId));
     public Task<Outcome<bool>> AdvanceAsync(string organizationId) => Submit(new AdvanceCommand(organizationId));
 
+    /// <summary>Writes an audit record of an admin action; durable when the task completes.</summary>
+    public Task<Outcome<bool>> AuditAsync(AuditEntry entry) => Submit(new AuditCommand(entry));
+
     /// <summary>Creates a key; the secret is returned here once and only its SHA-256 hash is stored.</summary>
     public async Task<Outcome<ApiKeyCreated>> CreateKeyAsync(string organizationId, string? name, KeyScopes scopes)
     {
@@ -121,6 +129,7 @@ public sealed class LedgerEngine : IAsyncDisposable
         if (key is null) return Outcome<ApiKeyView>.Failure(LedgerError.NotFound("The key"));
         var outcome = await Submit(new RevokeKeyCommand(organizationId, key));
         if (!outcome.Succeeded) return Outcome<ApiKeyView>.Failure(outcome.Error!);
+        Interlocked.Increment(ref keyRevocations);
         keyCache.TryRemove(key.SecretHash, out _);
         return new(outcome.Value!.ToView(), null);
     }
@@ -133,8 +142,11 @@ public sealed class LedgerEngine : IAsyncDisposable
         if (keyCache.TryGetValue(hash, out var cached)
             && (store.IsSoleWriter || time.GetElapsedTime(cached.LoadedAt, nowTicks) < options.SharedKeyCacheLifetime))
         {
+            Interlocked.Increment(ref keyCacheHits);
             return cached.Key;
         }
+        Interlocked.Increment(ref keyCacheMisses);
+        var revocationsBefore = Interlocked.Read(ref keyRevocations);
         var key = await store.FindKeyBySecretHashAsync(hash, cancellationToken);
         if (key is null || key.RevokedAt is not null)
         {
@@ -143,6 +155,9 @@ public sealed class LedgerEngine : IAsyncDisposable
         }
         if (keyCache.Count >= KeyCacheEntriesMax) keyCache.Clear();
         keyCache[hash] = (key, nowTicks);
+        // A revocation that committed while this lookup read the store may have cleared the cache before the
+        // line above refilled it; checking the count afterwards closes that window.
+        if (Interlocked.Read(ref keyRevocations) != revocationsBefore) keyCache.TryRemove(hash, out _);
         return key;
     }
 
@@ -160,6 +175,9 @@ public sealed class LedgerEngine : IAsyncDisposable
         var state = await store.ReadOrganizationAsync(organizationId, cancellationToken);
         return state is null || state.Status == OrganizationStatus.Deleted ? null : Views.Organization(state);
     }
+
+    /// <summary>The store keeps milliseconds; deciding on the same precision keeps memory and disk identical.</summary>
+    public static DateTimeOffset WholeMilliseconds(DateTimeOffset time) => DateTimeOffset.FromUnixTimeMilliseconds(time.ToUnixTimeMilliseconds());
 
     public static string HashSecret(string secret) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));
 
@@ -208,7 +226,7 @@ public sealed class LedgerEngine : IAsyncDisposable
                 .Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
             await using var transaction = await store.BeginBatchAsync(organizationIds, CancellationToken.None);
             var lookups = await transaction.LookupAsync(LookupRequest(batch), CancellationToken.None);
-            var context = new DecisionContext(time.GetUtcNow(), transaction.Organizations, lookups);
+            var context = new DecisionContext(WholeMilliseconds(time.GetUtcNow()), transaction.Organizations, lookups);
             foreach (var command in batch) command.Decide(context);
             await transaction.CommitAsync(context.Changes, CancellationToken.None);
         }

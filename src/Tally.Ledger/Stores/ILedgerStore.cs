@@ -32,6 +32,8 @@ public interface ILedgerStore : IAsyncDisposable
 
     Task<VerifyReport> VerifyAsync(CancellationToken cancellationToken);
 
+    Task<Page<AuditEntryView>> ListAuditAsync(string? cursor, int limit, CancellationToken cancellationToken);
+
     Task<string?> GetSettingAsync(string name, CancellationToken cancellationToken);
 
     /// <summary>Sets a setting only if it has none yet; returns the value that holds afterwards.</summary>

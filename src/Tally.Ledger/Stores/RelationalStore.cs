@@ -29,8 +29,12 @@ public abstract partial class RelationalStore : ILedgerStore
     /// <summary>The dialect's auto-numbered primary key column type.</summary>
     protected abstract string IdentityColumn { get; }
 
+    /// <summary>The dialect's clause for tables clustered on their primary key; none by default.</summary>
+    protected virtual string WithoutRowIdClause => "";
+
     protected IEnumerable<string> MigrationStatements(int version) =>
-        Schema.Migrations.Single(migration => migration.Version == version).Statements.Select(sql => sql.Replace("{identity}", IdentityColumn));
+        Schema.Migrations.Single(migration => migration.Version == version).Statements
+            .Select(sql => sql.Replace("{identity}", IdentityColumn).Replace("{without_rowid}", WithoutRowIdClause));
 
     /// <summary>
     /// A command with untyped parameters: a null takes its type from where the SQL uses it, so shared SQL must
@@ -121,7 +125,11 @@ public abstract partial class RelationalStore : ILedgerStore
             CreatedAt = Time(Long(reader, 4)),
             UsedInPeriod = Long(reader, 12),
         };
-        if (!reader.IsDBNull(5))
+        if (reader.IsDBNull(5))
+        {
+            state.CancelledPeriodStart = Time(NullableLong(reader, 10));
+        }
+        else
         {
             Names.TryParsePeriod(reader.GetString(7), out var period);
             state.Subscription = new SubscriptionState
@@ -375,6 +383,10 @@ public abstract partial class RelationalStore : ILedgerStore
         ("id", ColumnType.Text), ("organization_id", ColumnType.Text), ("name", ColumnType.Text), ("public_key", ColumnType.Text),
         ("secret_hash", ColumnType.Text), ("scopes", ColumnType.Integer), ("created_at", ColumnType.Integer));
 
+    private static readonly TableWrite AuditWrite = new("audit_log", "",
+        ("at", ColumnType.Integer), ("actor", ColumnType.Text), ("action", ColumnType.Text), ("organization_id", ColumnType.Text),
+        ("status", ColumnType.Integer), ("request_id", ColumnType.Text));
+
     /// <summary>Writes everything one batch changed, inside the caller's transaction, one statement per row.</summary>
     protected async Task WriteChangesAsync(DbConnection connection, DbTransaction? transaction, BatchChanges changes, CancellationToken cancellationToken)
     {
@@ -413,6 +425,8 @@ public abstract partial class RelationalStore : ILedgerStore
             [pair.Assistant.Id, pair.OrganizationId, pair.Assistant.Name, Milliseconds(pair.Assistant.CreatedAt)]);
         Add(KeysWrite, changes.KeysAdded, key =>
             [key.Id, key.OrganizationId, key.Name, key.PublicKey, key.SecretHash, (long)key.Scopes, Milliseconds(key.CreatedAt)]);
+        Add(AuditWrite, changes.AuditEntries, entry =>
+            [Milliseconds(entry.At), entry.Actor, entry.Action, entry.OrganizationId, (long)entry.Status, entry.RequestId]);
         return tables;
     }
 
@@ -423,7 +437,7 @@ public abstract partial class RelationalStore : ILedgerStore
         [
             state.Id, state.Name, state.ExternalId, Names.Of(state.Status), Milliseconds(state.CreatedAt), subscription?.Plan,
             subscription?.CreditsPerPeriod, subscription is null ? null : Names.Of(subscription.Period), Milliseconds(subscription?.Anchor),
-            subscription?.RolloverMax, Milliseconds(subscription?.PeriodStart), Milliseconds(subscription?.PeriodEnd), state.UsedInPeriod,
+            subscription?.RolloverMax, Milliseconds(state.UsagePeriodStart), Milliseconds(subscription?.PeriodEnd), state.UsedInPeriod,
             Milliseconds(NextDeadline(state)),
         ];
     }

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# The benchmark harness of PERFORMANCE.md: builds Release, starts every anchor and Tally on loopback,
+# loads each with the same generator and settings, stops everything, and prints one table of figures,
+# anchors, ratios and targets. Usage: bench/run.sh   (RUNS=3 DURATION=10 CONNECTIONS=64 by default)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+ORGANIZATIONS=${ORGANIZATIONS:-1000}
+WORK=$(mktemp -d /tmp/tally-bench.XXXXXX)
+chmod 755 "$WORK"
+PIDS=()
+PG_DATA=""
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+for tool in wrk redis-server redis-benchmark python3; do command -v $tool >/dev/null || { echo "needs $tool (apt-get install wrk redis-server python3)"; exit 1; }; done
+[ -n "$PG_BIN" ] || { echo "needs PostgreSQL (apt-get install postgresql)"; exit 1; }
+
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  [ -n "$PG_DATA" ] && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate stop >/dev/null 2>&1 || true
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+wait_http() { for _ in $(seq 1 100); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no answer from $1"; exit 1; }
+# Runs wrk RUNS times and prints the median requests per second; fails if any response was not 2xx.
+wrk_median() {
+  local script=$1 url=$2; shift 2
+  for _ in $(seq 1 "$RUNS"); do
+    local out; out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" -s "$script" "$url" "$@")
+    grep -q '^non2xx=0$' <<<"$out" || { echo "non-2xx responses in $url:" >&2; echo "$out" >&2; exit 1; }
+    awk '/^Requests\/sec/ { print $2 }' <<<"$out"
+  done | median
+}
+
+echo "== building Release into $WORK"
+dotnet publish "$ROOT/src/Tally" -c Release -o "$WORK/tally" --nologo -v quiet >/dev/null
+dotnet publish "$ROOT/bench/Tally.Hello" -c Release -o "$WORK/hello" --nologo -v quiet >/dev/null
+
+echo "== starting the hello anchor, Tally on SQLite, Redis and PostgreSQL"
+(cd "$WORK" && exec dotnet hello/tally-hello.dll --urls http://127.0.0.1:5180) & PIDS+=($!)
+(cd "$WORK" && TALLY_OPERATOR_KEY=bench TALLY_RATE_LIMIT_PER_SECOND=1000000000 exec dotnet tally/tally.dll serve \
+   --urls http://127.0.0.1:5181 --data-dir "$WORK/sqlite" > "$WORK/tally-sqlite.log" 2>&1) & PIDS+=($!)
+mkdir -p "$WORK/redis"
+redis-server --port 5182 --dir "$WORK/redis" --appendonly yes --appendfsync always --save '' --daemonize no > "$WORK/redis.log" 2>&1 & PIDS+=($!)
+PG_DATA="$WORK/pg"
+mkdir -p "$PG_DATA" && chown postgres "$PG_DATA"
+runuser -u postgres -- "$PG_BIN/initdb" -D "$PG_DATA" -A trust -U postgres >/dev/null
+runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/log" -w \
+  -o "-p 5183 -k $PG_DATA -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB" start >/dev/null
+wait_http http://127.0.0.1:5180/hello
+wait_http http://127.0.0.1:5181/healthz
+
+echo "== seeding $ORGANIZATIONS organizations"
+python3 "$ROOT/bench/load/seed.py" http://127.0.0.1:5181 bench "$ORGANIZATIONS" "$WORK/keys.txt"
+
+echo "== anchors"
+HELLO=$(wrk_median "$ROOT/bench/load/hello.lua" http://127.0.0.1:5180/hello)
+FSYNC_OUT=$("$PG_BIN/pg_test_fsync" -s 2 -f "$WORK/fsync.tmp")
+# The first "fdatasync" row: one 8 kB write and its sync.
+FSYNC_LINE=$(awk '$1 == "fdatasync" && $3 == "ops/sec" { print; exit }' <<<"$FSYNC_OUT")
+FSYNC_OPS=$(awk '{ print $(NF-3) }' <<<"$FSYNC_LINE")
+FSYNC_US=$(awk '{ print $(NF-1) }' <<<"$FSYNC_LINE")
+SHA=$(redis-cli -p 5182 SCRIPT LOAD "$(cat "$ROOT/bench/load/debit.lua")")
+redis-cli -p 5182 SET balance 1000000000000000 >/dev/null
+REDIS=$(for _ in $(seq 1 "$RUNS"); do
+  redis-benchmark -p 5182 -c 50 -n 200000 -q evalsha "$SHA" 1 balance 1 | tr '\r' '\n' | awk '/requests per second/ { for (i = 1; i <= NF; i++) if ($i == "requests") print $(i-1) }' | tail -1
+done | median)
+runuser -u postgres -- "$PG_BIN/pgbench" -h 127.0.0.1 -p 5183 -U postgres -i -s 10 -q postgres >/dev/null 2>&1
+PGBENCH=$(for _ in $(seq 1 "$RUNS"); do
+  runuser -u postgres -- "$PG_BIN/pgbench" -h 127.0.0.1 -p 5183 -U postgres -N -c "$CONNECTIONS" -j 2 -T "$DURATION" postgres 2>/dev/null \
+    | awk '/^tps/ { print $3 }'
+done | median)
+
+echo "== Tally on SQLite"
+export KEYS="$WORK/keys.txt"
+T1_AGENTS=$(wrk_median "$ROOT/bench/load/check-balance.lua" http://127.0.0.1:5181)
+T1_CHAT=$(TALLY_PATH=/chat/Chatbot/GetMessageCreditsUsage wrk_median "$ROOT/bench/load/check-balance.lua" http://127.0.0.1:5181)
+T2=$(wrk_median "$ROOT/bench/load/consume.lua" http://127.0.0.1:5181)
+LATENCY_ONE=$(wrk -t1 -c1 -d"${DURATION}s" -s "$ROOT/bench/load/consume.lua" http://127.0.0.1:5181 | awk -F'[ =]' '/^p50_us/ { print $2 }')
+HALF_DELAY_MS=$(awk -v peak="$T2" -v c="$CONNECTIONS" 'BEGIN { printf "%d", c * 1000 / (peak / 2) }')
+P99_HALF=$(DELAY_MS=$HALF_DELAY_MS wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" -s "$ROOT/bench/load/consume.lua" http://127.0.0.1:5181 | awk -F'[ =]' '/^p50_us/ { print $4 }')
+curl -sf http://127.0.0.1:5181/v1/admin/verify -H 'Authorization: Bearer bench' | grep -q '"clean":true' || { echo "verify found differences after the load"; exit 1; }
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+echo
+echo "== results ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, runs=$RUNS x ${DURATION}s, $CONNECTIONS connections, $ORGANIZATIONS organizations)"
+printf '| id | figure | value | anchor | anchor value | ratio | target |\n|---|---|---|---|---|---|---|\n'
+printf '| T1 | check-balance req/s | %.0f | hello JSON req/s | %.0f | %s | >= 0.8 |\n' "$T1_AGENTS" "$HELLO" "$(ratio "$T1_AGENTS" "$HELLO")"
+printf '| T1 | GetMessageCreditsUsage req/s | %.0f | hello JSON req/s | %.0f | %s | >= 0.8 |\n' "$T1_CHAT" "$HELLO" "$(ratio "$T1_CHAT" "$HELLO")"
+printf '| T2 | durable consumptions/s (SQLite) | %.0f | Redis Lua debit, appendfsync always, ops/s | %.0f | %s | >= 1.0 |\n' "$T2" "$REDIS" "$(ratio "$T2" "$REDIS")"
+printf '| T5 | p50 latency, one client, us | %s | fdatasync latency + 500 us | %.0f | %s | <= 1.0 |\n' "$LATENCY_ONE" "$(awk -v f="$FSYNC_US" 'BEGIN { print f + 500 }')" "$(ratio "$LATENCY_ONE" "$(awk -v f="$FSYNC_US" 'BEGIN { print f + 500 }')")"
+printf '| T5 | p99 latency at half of peak, us | %s | 5 ms | 5000 | %s | <= 1.0 |\n' "$P99_HALF" "$(ratio "$P99_HALF" 5000)"
+printf '| anchor | pgbench -N tps, %s clients | %.0f | | | | |\n' "$CONNECTIONS" "$PGBENCH"
+printf '| anchor | fdatasync ops/s (pg_test_fsync) | %s | | | | |\n' "$FSYNC_OPS"

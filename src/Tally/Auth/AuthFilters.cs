@@ -1,0 +1,51 @@
+using Tally.Http;
+using Tally.Ledger.Model;
+
+namespace Tally.Auth;
+
+/// <summary>Marks the scope an organization endpoint needs (SPEC §3.1).</summary>
+public sealed record RequiredScope(KeyScopes Scope);
+
+/// <summary>
+/// Authenticates the organization key once for a route group and puts the caller in HttpContext.Items,
+/// answering 401, 403 or 404 in the problem envelope.
+/// </summary>
+public sealed class OrganizationKeyFilter(Credentials credentials) : IEndpointFilter
+{
+    public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        var http = context.HttpContext;
+        var scope = http.GetEndpoint()?.Metadata.GetMetadata<RequiredScope>()?.Scope ?? KeyScopes.All;
+        var (caller, failure) = await credentials.AuthenticateOrganizationAsync(http, scope);
+        switch (failure)
+        {
+            case CredentialFailure.None:
+                http.Items[typeof(OrganizationCaller)] = caller;
+                return await next(context);
+            case CredentialFailure.MissingScope:
+                return Problems.Forbidden($"This key lacks the {string.Join(", ", Names.Of(scope))} scope.");
+            case CredentialFailure.OrganizationUnavailable:
+                return Problems.NotFound("The organization was not found or is disabled.");
+            case CredentialFailure.Missing:
+                return Problems.Unauthorized("Send the organization's key as `Authorization: Bearer pk_…:sk_…`, `Bearer sk_…` or `sk_…`.");
+            case CredentialFailure.Malformed:
+                return Problems.Unauthorized("The Authorization header is not a Tally key: expected `Bearer pk_…:sk_…`, `Bearer sk_…` or `sk_…`.");
+            default:
+                return Problems.Unauthorized("The key is unknown or was revoked.");
+        }
+    }
+}
+
+public sealed class OperatorKeyFilter(Credentials credentials) : IEndpointFilter
+{
+    public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next) =>
+        credentials.IsOperator(context.HttpContext)
+            ? await next(context)
+            : Problems.Unauthorized("The admin API needs `Authorization: Bearer <operator key>`; organization keys are not accepted here.");
+}
+
+public static class CallerExtensions
+{
+    public static OrganizationCaller Caller(this HttpContext context) =>
+        (OrganizationCaller)(context.Items[typeof(OrganizationCaller)] ?? throw new InvalidOperationException("The endpoint is not behind OrganizationKeyFilter."));
+}

@@ -1,0 +1,120 @@
+using System.Text.Json.Serialization;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Tally.Auth;
+using Tally.Ledger.Engine;
+using Tally.Ledger.Model;
+
+namespace Tally.Compatibility;
+
+/// <summary>`Data` of the credits-usage envelope (seeds/000 and 001): PascalCase names exactly as published.</summary>
+public sealed record CreditsUsage(
+    [property: JsonPropertyName("Total")] long Total,
+    [property: JsonPropertyName("Used")] long Used,
+    [property: JsonPropertyName("Remain")] long Remain);
+
+public sealed record CreditsUsageEnvelope(
+    [property: JsonPropertyName("Data")] CreditsUsage? Data,
+    [property: JsonPropertyName("Version")] string Version,
+    [property: JsonPropertyName("Success")] bool Success,
+    [property: JsonPropertyName("Code")] int Code,
+    [property: JsonPropertyName("Message")] string Message)
+{
+    public static CreditsUsageEnvelope Error(int code, string message) => new(null, "1.0.0", false, code, message);
+}
+
+/// <summary>seeds/002, success: the organization's id and whether it may send messages.</summary>
+public sealed record AgentBalance(
+    [property: JsonPropertyName("success")] bool Success,
+    [property: JsonPropertyName("organizationId")] string OrganizationId,
+    [property: JsonPropertyName("hasCredits")] bool HasCredits,
+    [property: JsonPropertyName("hasAssistant")] bool HasAssistant);
+
+/// <summary>seeds/002 without an active subscription: 200 with success false, field order as published.</summary>
+public sealed record AgentNoSubscription(
+    [property: JsonPropertyName("success")] bool Success,
+    [property: JsonPropertyName("hasCredits")] bool HasCredits,
+    [property: JsonPropertyName("hasAssistant")] bool HasAssistant,
+    [property: JsonPropertyName("message")] string Message);
+
+public sealed record AgentError(
+    [property: JsonPropertyName("success")] bool Success,
+    [property: JsonPropertyName("message")] string Message)
+{
+    public static AgentError Of(string message) => new(false, message);
+}
+
+/// <summary>
+/// The compatibility endpoints of SPEC §3.2: the balance as chatbot platforms already publish it. They
+/// read the committed balance and never consume credits; their errors keep each contract's own envelope.
+/// </summary>
+public static class CompatibilityApi
+{
+    public const string AgentsUnauthorized = "Organization ID not found in request";
+    public const string AgentsNotFound = "Agent not found or unauthorized";
+    public const string AgentsNoSubscription = "No active subscription found for this organization";
+    public const string InternalError = "Internal server error";
+
+    public static IEndpointRouteBuilder MapCompatibility(this IEndpointRouteBuilder routes)
+    {
+        var group = routes.MapGroup("").WithTags("Compatibility");
+        // The seeds send `{}` (even on GET, with a form content type); the body is never read, so any body is accepted.
+        group.MapMethods("/chat/Chatbot/GetMessageCreditsUsage", ["GET", "POST"], GetMessageCreditsUsage)
+            .WithName("GetMessageCreditsUsage")
+            .WithSummary("Message credits usage in the envelope of chat.smarterbot.ai and NewOaks (seeds/000, seeds/001).");
+        group.MapGet("/api/v1/agents/check-balance", CheckBalance)
+            .WithName("CheckBalance")
+            .WithSummary("Whether the organization may send messages, as agentsgt publishes it (seeds/002).");
+        return routes;
+    }
+
+    public static async Task<JsonHttpResult<CreditsUsageEnvelope>> GetMessageCreditsUsage(HttpContext context, Credentials credentials, LedgerEngine engine)
+    {
+        var (caller, failure) = await credentials.AuthenticateOrganizationAsync(context, KeyScopes.BalanceRead);
+        var refusal = failure switch
+        {
+            CredentialFailure.None => null,
+            CredentialFailure.MissingScope => (403, "This key lacks the balance:read scope."),
+            CredentialFailure.OrganizationUnavailable => (404, "The organization was not found or is disabled."),
+            CredentialFailure.Missing => (401, "The Authorization header with your secret key is required."),
+            _ => ((int, string)?)(401, "The secret key is not valid."),
+        };
+        if (refusal is var (status, message)) return Envelope(CreditsUsageEnvelope.Error(status, message), status);
+        var balance = await engine.GetBalanceAsync(caller!.OrganizationId, context.RequestAborted);
+        if (!balance.Succeeded) return Envelope(CreditsUsageEnvelope.Error(404, "The organization was not found or is disabled."), 404);
+        var view = balance.Value!;
+        var usage = view.Unlimited ? new CreditsUsage(-1, view.Used, -1) : new CreditsUsage(view.Used + view.Remaining, view.Used, view.Remaining);
+        return Envelope(new CreditsUsageEnvelope(usage, "1.0.0", true, 200, ""), 200);
+    }
+
+    public static async Task<Results<JsonHttpResult<AgentBalance>, JsonHttpResult<AgentNoSubscription>, JsonHttpResult<AgentError>>> CheckBalance(
+        HttpContext context, Credentials credentials, LedgerEngine engine)
+    {
+        var (caller, failure) = await credentials.AuthenticateOrganizationAsync(context, KeyScopes.BalanceRead);
+        switch (failure)
+        {
+            case CredentialFailure.None: break;
+            case CredentialFailure.OrganizationUnavailable: return TypedResults.Json(AgentError.Of(AgentsNotFound), CompatibilityJson.Default.AgentError, statusCode: 404);
+            case CredentialFailure.MissingScope:
+                return TypedResults.Json(AgentError.Of("This key lacks the balance:read scope"), CompatibilityJson.Default.AgentError, statusCode: 403);
+            default: return TypedResults.Json(AgentError.Of(AgentsUnauthorized), CompatibilityJson.Default.AgentError, statusCode: 401);
+        }
+        var balance = await engine.GetBalanceAsync(caller!.OrganizationId, context.RequestAborted);
+        if (!balance.Succeeded) return TypedResults.Json(AgentError.Of(AgentsNotFound), CompatibilityJson.Default.AgentError, statusCode: 404);
+        var view = balance.Value!;
+        if (view.Subscription.Status != "active")
+        {
+            return TypedResults.Json(new AgentNoSubscription(false, false, false, AgentsNoSubscription), CompatibilityJson.Default.AgentNoSubscription);
+        }
+        return TypedResults.Json(new AgentBalance(true, view.OrganizationId, view.Unlimited || view.Remaining > 0, view.HasAssistant),
+            CompatibilityJson.Default.AgentBalance);
+    }
+
+    private static JsonHttpResult<CreditsUsageEnvelope> Envelope(CreditsUsageEnvelope envelope, int status) =>
+        TypedResults.Json(envelope, CompatibilityJson.Default.CreditsUsageEnvelope, statusCode: status);
+}
+
+[JsonSerializable(typeof(CreditsUsageEnvelope))]
+[JsonSerializable(typeof(AgentBalance))]
+[JsonSerializable(typeof(AgentNoSubscription))]
+[JsonSerializable(typeof(AgentError))]
+public sealed partial class CompatibilityJson : JsonSerializerContext;

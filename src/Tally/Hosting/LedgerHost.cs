@@ -1,0 +1,79 @@
+using Tally.Auth;
+using Tally.Ledger.Engine;
+
+namespace Tally.Hosting;
+
+/// <summary>
+/// Starts the engine before the server takes requests and stops it after the server has drained them, so
+/// on SIGTERM everything accepted is committed and answered before the process exits.
+/// </summary>
+public sealed class LedgerHost(LedgerEngine engine, OperatorKey operatorKey, TallyOptions options, ILogger<LedgerHost> logger) : IHostedService
+{
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        await engine.StartAsync(cancellationToken);
+        await ConfigureOperatorKeyAsync(cancellationToken);
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await engine.StopAsync();
+        logger.LogInformation("Ledger stopped; every queued change was committed.");
+    }
+
+    private async Task ConfigureOperatorKeyAsync(CancellationToken cancellationToken)
+    {
+        if (options.OperatorKey is { Length: > 0 } configured)
+        {
+            operatorKey.Use(LedgerEngine.HashSecret(configured));
+            return;
+        }
+        var stored = await engine.Store.GetSettingAsync(OperatorKey.SettingName, cancellationToken);
+        if (stored is null)
+        {
+            var generated = "tally_op_" + System.Security.Cryptography.RandomNumberGenerator.GetString(
+                "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", 40);
+            var kept = await engine.Store.SetSettingOnceAsync(OperatorKey.SettingName, LedgerEngine.HashSecret(generated), cancellationToken);
+            if (kept == LedgerEngine.HashSecret(generated))
+            {
+                // Printed to the console once, never logged: only its hash is stored.
+                Console.WriteLine($"Operator key (shown once, keep it safe): {generated}");
+            }
+            stored = kept;
+        }
+        operatorKey.Use(stored);
+    }
+}
+
+/// <summary>
+/// Rule 6's background sweep: renews periods and expires holds for organizations nobody touched. Safe on
+/// every node at once, because each advance happens under the organization's lock and is idempotent.
+/// </summary>
+public sealed class RenewalSweep(LedgerEngine engine, TallyOptions options, ILogger<RenewalSweep> logger) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(options.SweepInterval, engine.Time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken)) await SweepAsync(stoppingToken);
+        }
+        catch (OperationCanceledException)
+        {
+            // Shutting down.
+        }
+    }
+
+    public async Task SweepAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            var due = await engine.Store.FindOrganizationsDueAsync(engine.Time.GetUtcNow(), Ledger.Stores.RelationalStore.DueOrganizationsPageMax, cancellationToken);
+            await Task.WhenAll(due.Select(engine.AdvanceAsync));
+        }
+        catch (Exception exception) when (exception is not OperationCanceledException)
+        {
+            logger.LogWarning(exception, "The renewal sweep failed; it will run again.");
+        }
+    }
+}

@@ -1,0 +1,119 @@
+using System.Text.Json.Serialization;
+using Microsoft.AspNetCore.OpenApi;
+using Tally.Admin;
+using Tally.Auth;
+using Tally.Balances;
+using Tally.Compatibility;
+using Tally.Consumptions;
+using Tally.Holds;
+using Tally.Ledger.Engine;
+using Tally.Ledger.Stores;
+using Tally.Ledger.Stores.Sqlite;
+using Tally.Operations;
+
+namespace Tally.Hosting;
+
+/// <summary>Builds the `tally serve` application; tests build the same application on a free port.</summary>
+public sealed class TallyServer
+{
+    public static WebApplication Build(TallyOptions options, Action<WebApplicationBuilder>? configure = null)
+    {
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
+        builder.WebHost.UseUrls(options.Urls);
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.AddServerHeader = false;
+            kestrel.Limits.MaxRequestBodySize = ErrorEnvelopes.RequestBodyBytesMax;
+        });
+        builder.Logging.ClearProviders();
+        builder.Logging.AddJsonConsole(json => json.IncludeScopes = true);
+        builder.Logging.SetMinimumLevel(options.LogLevel);
+        builder.Logging.AddFilter("Microsoft.AspNetCore", options.LogLevel > LogLevel.Warning ? options.LogLevel : LogLevel.Warning);
+        builder.Services.ConfigureHttpJsonOptions(json =>
+        {
+            json.SerializerOptions.TypeInfoResolverChain.Insert(0, TallyJson.Default);
+            json.SerializerOptions.TypeInfoResolverChain.Insert(0, CompatibilityJson.Default);
+        });
+        // The OpenAPI title defaults to the entry assembly's name, which differs between `tally serve` and a test host.
+        builder.Services.Configure<OpenApiOptions>("v1", openApi => openApi.AddDocumentTransformer((document, _, _) =>
+        {
+            document.Info.Title = "Tally";
+            return Task.CompletedTask;
+        }));
+        builder.Services.AddSingleton(options);
+        builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton<ILedgerStore>(_ => CreateStore(options));
+        builder.Services.AddSingleton(services => new LedgerEngine(services.GetRequiredService<ILedgerStore>(), services.GetRequiredService<TimeProvider>()));
+        builder.Services.AddSingleton<OperatorKey>();
+        builder.Services.AddSingleton<Credentials>();
+        builder.Services.AddHostedService<LedgerHost>();
+        builder.Services.AddHostedService<RenewalSweep>();
+        builder.Services.AddSingleton<Operations.TallyMetrics>();
+        builder.Services.AddSingleton<Operations.PrometheusExporter>();
+        builder.Services.AddKeyRateLimiting(options);
+        builder.Services.AddOpenApi();
+        configure?.Invoke(builder);
+
+        var app = builder.Build();
+        // Created at start so that every measurement from the first request on is collected.
+        app.Services.GetRequiredService<Operations.PrometheusExporter>();
+        app.Services.GetRequiredService<Operations.TallyMetrics>();
+        app.UseRequestObservation();
+        app.UseErrorEnvelopes();
+        app.UseRateLimiter();
+        app.MapOperations();
+        app.MapCompatibility();
+        app.MapOrganizationApi();
+        app.MapAdmin();
+        app.MapOpenApi();
+        app.UseSwaggerUI(ui =>
+        {
+            ui.RoutePrefix = "docs";
+            ui.SwaggerEndpoint("/openapi/v1.json", "Tally");
+            ui.DocumentTitle = "Tally API reference";
+        });
+        return app;
+    }
+
+    public static ILedgerStore CreateStore(TallyOptions options) => options.Store switch
+    {
+        StoreKind.Sqlite => new SqliteLedgerStore(options.DataDirectory),
+        _ => throw new NotSupportedException("The PostgreSQL store is not built yet."),
+    };
+}
+
+public static class OrganizationApi
+{
+    /// <summary>The native API of SPEC §3.3, behind the organization key.</summary>
+    public static IEndpointRouteBuilder MapOrganizationApi(this IEndpointRouteBuilder routes)
+    {
+        var organization = routes.MapGroup("/v1").WithTags("Organization").AddEndpointFilter<OrganizationKeyFilter>();
+        organization.MapBalances();
+        organization.MapConsumptions();
+        organization.MapHolds();
+        return routes;
+    }
+}
+
+[JsonSourceGenerationOptions(System.Text.Json.JsonSerializerDefaults.Web)]
+[JsonSerializable(typeof(BalanceView))]
+[JsonSerializable(typeof(ConsumptionReceipt))]
+[JsonSerializable(typeof(RefundReceipt))]
+[JsonSerializable(typeof(HoldReceipt))]
+[JsonSerializable(typeof(CaptureReceipt))]
+[JsonSerializable(typeof(ReleaseReceipt))]
+[JsonSerializable(typeof(GrantView))]
+[JsonSerializable(typeof(OrganizationView))]
+[JsonSerializable(typeof(SubscriptionView))]
+[JsonSerializable(typeof(AssistantView))]
+[JsonSerializable(typeof(IReadOnlyList<AssistantView>))]
+[JsonSerializable(typeof(ApiKeyView))]
+[JsonSerializable(typeof(IReadOnlyList<ApiKeyView>))]
+[JsonSerializable(typeof(ApiKeyCreated))]
+[JsonSerializable(typeof(Page<LedgerEntryView>))]
+[JsonSerializable(typeof(Page<OrganizationSummary>))]
+[JsonSerializable(typeof(UsageReport))]
+[JsonSerializable(typeof(VerifyReport))]
+[JsonSerializable(typeof(Page<AuditEntryView>))]
+[JsonSerializable(typeof(Operations.Health))]
+public sealed partial class TallyJson : JsonSerializerContext;

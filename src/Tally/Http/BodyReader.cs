@@ -1,0 +1,175 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Tally.Ledger.Model;
+
+namespace Tally.Http;
+
+/// <summary>
+/// Reads a JSON request body field by field, collecting every field error so the client learns all it
+/// must fix at once. Bodies are parsed as documents (depth-limited) rather than bound to types, so that
+/// broken JSON and wrong types become `validation_failed` with the field named, never a 500.
+/// </summary>
+public sealed class BodyReader
+{
+    /// <summary>Nesting the API never needs; deeper documents are refused before they cost anything.</summary>
+    private const int JsonDepthMax = 16;
+
+    private readonly JsonElement root;
+    private readonly Dictionary<string, string[]> errors = new(StringComparer.Ordinal);
+
+    private BodyReader(JsonElement root) => this.root = root;
+
+    public bool IsValid => errors.Count == 0;
+    public ProblemHttpResult Problem => Problems.Validation(errors);
+
+    /// <summary>Parses the body; an empty body reads as {}.</summary>
+    public static async Task<(BodyReader? Reader, ProblemHttpResult? Problem)> ReadAsync(HttpRequest request)
+    {
+        JsonDocument document;
+        try
+        {
+            using var buffer = new MemoryStream();
+            await request.Body.CopyToAsync(buffer, request.HttpContext.RequestAborted);
+            if (buffer.Length == 0) return (new BodyReader(JsonDocument.Parse("{}").RootElement), null);
+            document = JsonDocument.Parse(buffer.ToArray(), new JsonDocumentOptions { MaxDepth = JsonDepthMax });
+        }
+        catch (JsonException exception)
+        {
+            return (null, Problems.Validation("body", $"The body is not valid JSON: {exception.Message}"));
+        }
+        if (document.RootElement.ValueKind != JsonValueKind.Object)
+        {
+            return (null, Problems.Validation("body", "The body must be a JSON object."));
+        }
+        return (new BodyReader(document.RootElement), null);
+    }
+
+    public void Fail(string field, string message) => errors[field] = [message];
+
+    public bool Has(string field) => root.TryGetProperty(field, out _);
+
+    public bool IsNull(string field) => root.TryGetProperty(field, out var value) && value.ValueKind == JsonValueKind.Null;
+
+    public long? Long(string field, long minimum, long maximum)
+    {
+        if (!root.TryGetProperty(field, out var value) || value.ValueKind == JsonValueKind.Null) return null;
+        if (value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out var number) && number >= minimum && number <= maximum) return number;
+        Fail(field, $"Must be a whole number from {minimum} to {maximum}.");
+        return null;
+    }
+
+    /// <summary>Like <see cref="Long"/>, but a missing or null field is an error too.</summary>
+    public long? RequiredLong(string field, long minimum, long maximum)
+    {
+        var number = Long(field, minimum, maximum);
+        if (number is null && (!Has(field) || IsNull(field))) Fail(field, "Is required.");
+        return number;
+    }
+
+    public string? String(string field, int lengthMax, bool required = false)
+    {
+        if (!root.TryGetProperty(field, out var value) || value.ValueKind == JsonValueKind.Null)
+        {
+            if (required) Fail(field, "Is required.");
+            return null;
+        }
+        if (value.ValueKind != JsonValueKind.String)
+        {
+            Fail(field, "Must be a string.");
+            return null;
+        }
+        var text = value.GetString()!;
+        if (text.Length > lengthMax || (required && text.Trim().Length == 0))
+        {
+            Fail(field, required ? $"Must be 1 to {lengthMax} characters." : $"Must be at most {lengthMax} characters.");
+            return null;
+        }
+        return text;
+    }
+
+    public DateTimeOffset? Time(string field)
+    {
+        var text = String(field, 64);
+        if (text is null) return null;
+        if (DateTimeOffset.TryParse(text, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var time)
+            && time.Year is >= 2000 and <= 9000)
+        {
+            return time.ToUniversalTime();
+        }
+        Fail(field, "Must be an ISO 8601 date and time, such as 2026-01-31T00:00:00Z.");
+        return null;
+    }
+
+    public string[]? Strings(string field, int countMax)
+    {
+        if (!root.TryGetProperty(field, out var value) || value.ValueKind == JsonValueKind.Null) return null;
+        if (value.ValueKind != JsonValueKind.Array || value.GetArrayLength() > countMax
+            || value.EnumerateArray().Any(item => item.ValueKind != JsonValueKind.String))
+        {
+            Fail(field, $"Must be an array of at most {countMax} strings.");
+            return null;
+        }
+        return value.EnumerateArray().Select(item => item.GetString()!).ToArray();
+    }
+
+    /// <summary>Metadata: at most 16 pairs of strings of at most 256 characters (SPEC §3).</summary>
+    public Dictionary<string, string>? Metadata(string field)
+    {
+        if (!root.TryGetProperty(field, out var value) || value.ValueKind == JsonValueKind.Null) return null;
+        var message = $"Must be an object of at most {Limits.MetadataPairsMax} string values, keys and values of at most {Limits.TextLengthMax} characters.";
+        if (value.ValueKind != JsonValueKind.Object)
+        {
+            Fail(field, message);
+            return null;
+        }
+        var pairs = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var property in value.EnumerateObject())
+        {
+            if (pairs.Count >= Limits.MetadataPairsMax || property.Value.ValueKind != JsonValueKind.String
+                || property.Name.Length is 0 or > Limits.TextLengthMax || property.Value.GetString()!.Length > Limits.TextLengthMax)
+            {
+                Fail(field, message);
+                return null;
+            }
+            pairs[property.Name] = property.Value.GetString()!;
+        }
+        return pairs;
+    }
+
+    /// <summary>
+    /// The idempotency key from the `Idempotency-Key` header or the body's `idempotencyKey` (rule 2);
+    /// both may be given only if they agree.
+    /// </summary>
+    public string? IdempotencyKey(HttpRequest request)
+    {
+        var header = request.Headers["Idempotency-Key"];
+        var fromBody = root.TryGetProperty("idempotencyKey", out var value) && value.ValueKind != JsonValueKind.Null ? value : (JsonElement?)null;
+        if (header.Count > 1)
+        {
+            Fail("idempotencyKey", "Send one Idempotency-Key header.");
+            return null;
+        }
+        string? key = header.Count == 1 ? header[0] : null;
+        if (fromBody is { } bodyValue)
+        {
+            if (bodyValue.ValueKind != JsonValueKind.String)
+            {
+                Fail("idempotencyKey", "Must be a string.");
+                return null;
+            }
+            var bodyKey = bodyValue.GetString();
+            if (key is not null && key != bodyKey)
+            {
+                Fail("idempotencyKey", "The Idempotency-Key header and the body's idempotencyKey differ.");
+                return null;
+            }
+            key = bodyKey;
+        }
+        if (!Limits.IsValidIdempotencyKey(key))
+        {
+            Fail("idempotencyKey", $"Is required: 1 to {Limits.IdempotencyKeyLengthMax} printable ASCII characters, in the Idempotency-Key header or the body.");
+            return null;
+        }
+        return key;
+    }
+}

@@ -1,0 +1,34 @@
+using Microsoft.AspNetCore.Http.HttpResults;
+using Tally.Ledger.Engine;
+
+namespace Tally.Operations;
+
+public sealed record Health(string Status);
+
+public static class OperationsApi
+{
+    public static IEndpointRouteBuilder MapOperations(this IEndpointRouteBuilder routes)
+    {
+        var group = routes.MapGroup("").WithTags("Operations");
+        group.MapGet("/healthz", () => TypedResults.Ok(new Health("alive"))).WithName("Healthz");
+        group.MapGet("/readyz", Ready).WithName("Readyz");
+        group.MapGet("/metrics", (PrometheusExporter exporter) => TypedResults.Text(exporter.Render(), "text/plain; version=0.0.4; charset=utf-8"))
+            .WithName("Metrics").WithSummary("Prometheus text format.");
+        return routes;
+    }
+
+    /// <summary>Ready when the writer runs and the store answers a query.</summary>
+    public static async Task<Results<Ok<Health>, JsonHttpResult<Health>>> Ready(LedgerEngine engine, CancellationToken cancellationToken)
+    {
+        if (!engine.IsRunning) return TypedResults.Json(new Health("writer not running"), statusCode: 503);
+        try
+        {
+            await engine.Store.GetSettingAsync("readiness", cancellationToken);
+            return TypedResults.Ok(new Health("ready"));
+        }
+        catch (Exception exception) when (exception is not OperationCanceledException)
+        {
+            return TypedResults.Json(new Health("store unreachable"), statusCode: 503);
+        }
+    }
+}

@@ -1,0 +1,42 @@
+using System.Diagnostics.Metrics;
+using Tally.Ledger.Engine;
+
+namespace Tally.Operations;
+
+/// <summary>
+/// Tally's instruments, on System.Diagnostics.Metrics (the OpenTelemetry exporters are not available here);
+/// <see cref="PrometheusExporter"/> renders them at `/metrics`.
+/// </summary>
+public sealed class TallyMetrics : IDisposable
+{
+    public const string MeterName = "Tally";
+
+    private readonly Meter meter = new(MeterName);
+    private readonly Counter<long> requests;
+    private readonly Counter<long> consumptions;
+    private readonly Histogram<long> batchSize;
+    private readonly Histogram<double> commitLatency;
+
+    public TallyMetrics(LedgerEngine engine)
+    {
+        requests = meter.CreateCounter<long>("tally_http_requests_total", description: "HTTP requests by route and status.");
+        consumptions = meter.CreateCounter<long>("tally_consumptions_total", description: "Consumptions by outcome.");
+        batchSize = meter.CreateHistogram<long>("tally_batch_size", description: "Commands per writer batch.");
+        commitLatency = meter.CreateHistogram<double>("tally_commit_latency_milliseconds", description: "Time to decide, write and commit one batch.");
+        meter.CreateObservableGauge("tally_queue_depth", () => (long)engine.QueueDepth, description: "Commands waiting for the writer.");
+        meter.CreateObservableCounter("tally_key_cache_hits_total", () => engine.KeyCacheHits, description: "API key lookups answered from memory.");
+        meter.CreateObservableCounter("tally_key_cache_misses_total", () => engine.KeyCacheMisses, description: "API key lookups that read the store.");
+        engine.BatchCompleted += report =>
+        {
+            batchSize.Record(report.Commands);
+            commitLatency.Record(report.CommitMilliseconds, new KeyValuePair<string, object?>("committed", report.Committed ? "true" : "false"));
+        };
+    }
+
+    public void Request(string route, int status) =>
+        requests.Add(1, new KeyValuePair<string, object?>("route", route), new KeyValuePair<string, object?>("status", status));
+
+    public void Consumption(string outcome) => consumptions.Add(1, new KeyValuePair<string, object?>("outcome", outcome));
+
+    public void Dispose() => meter.Dispose();
+}

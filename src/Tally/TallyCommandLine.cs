@@ -1,0 +1,112 @@
+using System.CommandLine;
+using System.Text.Json;
+using Tally.Hosting;
+using Tally.Ledger.Engine;
+
+namespace Tally;
+
+/// <summary>Exit codes of the `tally` command, named so scripts can rely on them.</summary>
+public static class ExitCodes
+{
+    public const int Success = 0;
+    public const int Failure = 1;
+    public const int UsageError = 2;
+    public const int VerifyFoundDifferences = 3;
+}
+
+/// <summary>The `tally` command: `serve` runs the server, `verify` checks the ledger.</summary>
+public static class TallyCommandLine
+{
+    public static RootCommand Build()
+    {
+        var dataDirectory = new Option<string?>("--data-dir") { Description = "Folder of the embedded SQLite store (default ./tally-data)." };
+        var urls = new Option<string?>("--urls") { Description = $"Addresses to listen on (default {TallyOptions.DefaultUrls})." };
+        var store = new Option<string?>("--store") { Description = "sqlite (default) or postgres." };
+        var connection = new Option<string?>("--connection") { Description = "PostgreSQL connection string, with --store postgres." };
+        var json = new Option<bool>("--json") { Description = "Print JSON for machines instead of text." };
+
+        var serve = new Command("serve", "Runs the Tally HTTP server.") { dataDirectory, urls, store, connection };
+        serve.SetAction(async (parse, cancellationToken) =>
+        {
+            var options = Options(parse, dataDirectory, urls, store, connection);
+            var app = TallyServer.Build(options);
+            await app.RunAsync();
+            return ExitCodes.Success;
+        });
+
+        var verify = new Command("verify", "Recomputes every balance from the ledger entries and reports any difference.") { dataDirectory, store, connection, json };
+        verify.SetAction(async (parse, cancellationToken) =>
+        {
+            var options = Options(parse, dataDirectory, urls, store, connection);
+            await using var engine = new LedgerEngine(TallyServer.CreateStore(options), TimeProvider.System);
+            await engine.StartAsync(cancellationToken);
+            var report = await engine.Store.VerifyAsync(cancellationToken);
+            if (parse.GetValue(json))
+            {
+                Console.WriteLine(JsonSerializer.Serialize(report, TallyJson.Default.VerifyReport));
+            }
+            else
+            {
+                Console.WriteLine(report.Clean ? "Ledger verified: clean." : "Ledger verify found differences:");
+                foreach (var difference in report.Differences) Console.WriteLine("  " + difference);
+                Console.WriteLine($"{report.OrganizationsChecked} organizations, {report.GrantsChecked} grants, {report.EntriesChecked} entries checked.");
+            }
+            return report.Clean ? ExitCodes.Success : ExitCodes.VerifyFoundDifferences;
+        });
+
+        var target = new Option<string>("--to") { Description = "The backup file to create.", Required = true };
+        var backup = new Command("backup", "Copies the SQLite store online into one consistent file (restore: docs/operations.md).") { dataDirectory, target };
+        backup.SetAction(async (parse, cancellationToken) =>
+        {
+            var options = Options(parse, dataDirectory, urls, store, connection);
+            if (options.Store != StoreKind.Sqlite)
+            {
+                Console.Error.WriteLine("tally backup copies the SQLite store; back PostgreSQL up with pg_dump or pg_basebackup.");
+                return ExitCodes.UsageError;
+            }
+            try
+            {
+                await Tally.Ledger.Stores.Sqlite.SqliteLedgerStore.BackupAsync(options.DataDirectory, parse.GetValue(target)!, cancellationToken);
+            }
+            catch (IOException exception)
+            {
+                Console.Error.WriteLine(exception.Message);
+                return ExitCodes.Failure;
+            }
+            Console.WriteLine($"Backed up {Path.Combine(options.DataDirectory, Tally.Ledger.Stores.Sqlite.SqliteLedgerStore.FileName)} to {Path.GetFullPath(parse.GetValue(target)!)}.");
+            return ExitCodes.Success;
+        });
+
+        var organizations = new Option<int>("--organizations") { Description = "Organizations to create.", DefaultValueFactory = _ => 1_000 };
+        var entries = new Option<int>("--entries-per-organization") { Description = "Ledger entries per organization (one grant, the rest consumptions).", DefaultValueFactory = _ => 10 };
+        var keysFile = new Option<string>("--keys-file") { Description = "Where to write keys (pk:sk per line) for load tests.", DefaultValueFactory = _ => "keys.txt" };
+        var keysCount = new Option<int>("--keys") { Description = "How many keys to write to the keys file.", DefaultValueFactory = _ => 1_000 };
+        var seed = new Command("seed", "Fills an empty SQLite store with organizations and ledger entries, for the scale benchmark.")
+            { dataDirectory, organizations, entries, keysFile, keysCount };
+        seed.SetAction(async (parse, cancellationToken) =>
+        {
+            var options = Options(parse, dataDirectory, urls, store, connection);
+            return await Seeding.Seeder.SeedAsync(options.DataDirectory, parse.GetValue(organizations), parse.GetValue(entries),
+                parse.GetValue(keysFile)!, parse.GetValue(keysCount));
+        });
+
+        return new RootCommand("Tally: message credits for chatbot and AI-agent platforms.") { serve, verify, backup, seed };
+    }
+
+    /// <summary>Command-line options override `TALLY_*` variables, which override appsettings.json.</summary>
+    private static TallyOptions Options(ParseResult parse, Option<string?> dataDirectory, Option<string?> urls, Option<string?> store, Option<string?> connection)
+    {
+        var configuration = new ConfigurationBuilder()
+            .AddJsonFile(Path.Combine(Directory.GetCurrentDirectory(), "appsettings.json"), optional: true)
+            .AddEnvironmentVariables("TALLY_")
+            .Build();
+        var options = TallyOptions.FromConfiguration(configuration);
+        return options with
+        {
+            DataDirectory = parse.GetValue(dataDirectory) ?? options.DataDirectory,
+            Urls = parse.GetValue(urls) ?? options.Urls,
+            Store = parse.GetValue(store) is { } storeText ? TallyOptions.ParseStore(storeText) : options.Store,
+            Connection = parse.GetValue(connection) ?? options.Connection,
+        };
+    }
+}

@@ -1,0 +1,126 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Tally.Tests.Infrastructure;
+
+/// <summary>
+/// Sends one HTTP/1.1 request byte for byte over a socket, for what HttpClient will not send: the same
+/// header twice on separate lines, raw non-ASCII bytes, or framing of the test's choosing.
+/// </summary>
+public static class RawHttp
+{
+    /// <summary>Longest response the tests read; every Tally answer is far smaller.</summary>
+    private const int ResponseBytesMax = 4 * 1024 * 1024;
+
+    public sealed record RawReply(HttpStatusCode Status, Dictionary<string, string> Headers, string Text)
+    {
+        public string? ContentType => Headers.TryGetValue("content-type", out var value) ? value.Split(';')[0].Trim() : null;
+
+        public JsonNode? Json
+        {
+            get
+            {
+                try { return Text.Length == 0 ? null : JsonNode.Parse(Text); }
+                catch (JsonException) { return null; }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Sends <paramref name="head"/> (request line and headers, each line without its CRLF) and the body;
+    /// adds Host, Connection: close and, when there is a body, Content-Length.
+    /// </summary>
+    public static async Task<RawReply> SendAsync(Uri server, IEnumerable<string> head, byte[]? body = null, bool chunked = false)
+    {
+        using var client = new TcpClient();
+        await client.ConnectAsync(server.Host, server.Port);
+        await using var stream = client.GetStream();
+        var builder = new StringBuilder();
+        foreach (var line in head) builder.Append(line).Append("\r\n");
+        builder.Append($"Host: {server.Host}:{server.Port}\r\nConnection: close\r\n");
+        if (body is not null) builder.Append(chunked ? "Transfer-Encoding: chunked\r\n" : $"Content-Length: {body.Length}\r\n");
+        builder.Append("\r\n");
+        await stream.WriteAsync(Encoding.UTF8.GetBytes(builder.ToString()));
+        if (body is not null && chunked) await WriteChunkedAsync(stream, body);
+        else if (body is not null) await stream.WriteAsync(body);
+        await stream.FlushAsync();
+
+        using var received = new MemoryStream();
+        var buffer = new byte[16 * 1024];
+        int read;
+        while ((read = await stream.ReadAsync(buffer)) > 0)
+        {
+            received.Write(buffer, 0, read);
+            if (received.Length > ResponseBytesMax) throw new InvalidOperationException("The response is larger than the tests expect.");
+        }
+        return Parse(received.ToArray());
+    }
+
+    /// <summary>Chunked framing carries no length up front, so the server learns the size only while reading.</summary>
+    private static async Task WriteChunkedAsync(NetworkStream stream, byte[] body)
+    {
+        const int chunkBytes = 8 * 1024;
+        try
+        {
+            for (var offset = 0; offset < body.Length; offset += chunkBytes)
+            {
+                var size = Math.Min(chunkBytes, body.Length - offset);
+                await stream.WriteAsync(Encoding.ASCII.GetBytes($"{size:X}\r\n"));
+                await stream.WriteAsync(body.AsMemory(offset, size));
+                await stream.WriteAsync("\r\n"u8.ToArray());
+            }
+            await stream.WriteAsync("0\r\n\r\n"u8.ToArray());
+        }
+        catch (IOException)
+        {
+            // The server may answer (413) and stop reading before the last chunk; its answer is still readable.
+        }
+    }
+
+    private static RawReply Parse(byte[] bytes)
+    {
+        var separator = IndexOf(bytes, "\r\n\r\n"u8.ToArray());
+        if (separator < 0) throw new InvalidOperationException("The response has no end of headers: " + Encoding.UTF8.GetString(bytes));
+        var lines = Encoding.ASCII.GetString(bytes, 0, separator).Split("\r\n");
+        var status = (HttpStatusCode)int.Parse(lines[0].Split(' ')[1]);
+        var headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        foreach (var line in lines.Skip(1))
+        {
+            var colon = line.IndexOf(':');
+            headers[line[..colon].Trim().ToLowerInvariant()] = line[(colon + 1)..].Trim();
+        }
+        var body = bytes.AsSpan(separator + 4).ToArray();
+        if (headers.TryGetValue("transfer-encoding", out var encoding) && encoding.Contains("chunked", StringComparison.OrdinalIgnoreCase))
+        {
+            body = Dechunk(body);
+        }
+        return new RawReply(status, headers, Encoding.UTF8.GetString(body));
+    }
+
+    private static byte[] Dechunk(byte[] body)
+    {
+        using var result = new MemoryStream();
+        var position = 0;
+        while (position < body.Length)
+        {
+            var lineEnd = IndexOf(body, "\r\n"u8.ToArray(), position);
+            var size = Convert.ToInt32(Encoding.ASCII.GetString(body, position, lineEnd - position).Split(';')[0].Trim(), 16);
+            if (size == 0) break;
+            result.Write(body, lineEnd + 2, size);
+            position = lineEnd + 2 + size + 2;
+        }
+        return result.ToArray();
+    }
+
+    private static int IndexOf(byte[] haystack, byte[] needle, int start = 0)
+    {
+        for (var index = start; index <= haystack.Length - needle.Length; index++)
+        {
+            if (haystack.AsSpan(index, needle.Length).SequenceEqual(needle)) return index;
+        }
+        return -1;
+    }
+}

@@ -1,0 +1,131 @@
+using System.Net;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Tally.Tests.Infrastructure;
+
+namespace Tally.Tests;
+
+/// <summary>SPEC §3.6: health, readiness, the OpenAPI document (kept in docs/openapi.json) and the browsable reference.</summary>
+public sealed class OperationsTests(TallyServerFixture server) : IClassFixture<TallyServerFixture>
+{
+    /// <summary>Set to 1 to rewrite docs/openapi.json from the running server instead of comparing with it.</summary>
+    public const string UpdateVariable = "TALLY_UPDATE_OPENAPI";
+
+    /// <summary>The server URL in the committed document: the default of `tally serve`, since tests bind a random port.</summary>
+    private const string DocumentedServer = "http://127.0.0.1:5080/";
+
+    [Fact]
+    public async Task HealthzAndReadyzAnswer200()
+    {
+        var alive = (await server.CallAsync(HttpMethod.Get, "/healthz", null)).Expect(HttpStatusCode.OK);
+        var ready = (await server.CallAsync(HttpMethod.Get, "/readyz", null)).Expect(HttpStatusCode.OK);
+
+        Assert.Equal("{\"status\":\"alive\"}", alive.Text);
+        Assert.Equal("{\"status\":\"ready\"}", ready.Text);
+    }
+
+    [Fact]
+    public async Task TheApiReferenceIsServedAsHtmlAndReadsTheOpenApiDocument()
+    {
+        var page = (await server.CallAsync(HttpMethod.Get, "/docs/index.html", null)).Expect(HttpStatusCode.OK);
+        var script = (await server.CallAsync(HttpMethod.Get, "/docs/index.js", null)).Expect(HttpStatusCode.OK);
+
+        Assert.Equal("text/html", page.ContentType);
+        Assert.Contains("<title>Tally API reference</title>", page.Text);
+        Assert.Contains("swagger-ui", page.Text);
+        Assert.Contains("/openapi/v1.json", script.Text);
+    }
+
+    [Fact]
+    public async Task TheOpenApiDocumentDescribesEveryEndpointOfTheSpec()
+    {
+        var document = await FetchDocumentAsync();
+        var operations = document["paths"]!.AsObject()
+            .SelectMany(path => path.Value!.AsObject().Select(operation => $"{operation.Key.ToUpperInvariant()} {path.Key}"))
+            .ToHashSet();
+
+        string[] expected =
+        [
+            "GET /healthz", "GET /readyz", "GET /chat/Chatbot/GetMessageCreditsUsage", "POST /chat/Chatbot/GetMessageCreditsUsage",
+            "GET /api/v1/agents/check-balance", "GET /v1/balance", "POST /v1/consumptions", "POST /v1/consumptions/{id}/refunds",
+            "POST /v1/holds", "POST /v1/holds/{id}/capture", "POST /v1/holds/{id}/release", "GET /v1/usage", "GET /v1/ledger",
+            "POST /v1/admin/organizations", "GET /v1/admin/organizations", "GET /v1/admin/organizations/{id}",
+            "PATCH /v1/admin/organizations/{id}", "DELETE /v1/admin/organizations/{id}", "POST /v1/admin/organizations/{id}/keys",
+            "GET /v1/admin/organizations/{id}/keys", "DELETE /v1/admin/organizations/{id}/keys/{keyId}",
+            "PUT /v1/admin/organizations/{id}/subscription", "DELETE /v1/admin/organizations/{id}/subscription",
+            "POST /v1/admin/organizations/{id}/grants", "POST /v1/admin/organizations/{id}/assistants",
+            "GET /v1/admin/organizations/{id}/assistants", "DELETE /v1/admin/organizations/{id}/assistants/{assistantId}",
+            "GET /v1/admin/organizations/{id}/balance", "GET /v1/admin/organizations/{id}/usage", "GET /v1/admin/organizations/{id}/ledger",
+            "GET /v1/admin/verify",
+        ];
+        Assert.Empty(expected.Except(operations));
+        Assert.Equal("Tally", document["info"]!["title"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task TheServedOpenApiDocumentMatchesTheCommittedDocsOpenApiJson()
+    {
+        var served = await FetchDocumentAsync();
+        var path = Path.Combine(RepositoryRoot(), "docs", "openapi.json");
+        if (Environment.GetEnvironmentVariable(UpdateVariable) == "1")
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            await File.WriteAllTextAsync(path, Format(served) + "\n");
+        }
+
+        Assert.True(File.Exists(path), $"{path} is missing; run `{UpdateVariable}=1 dotnet test tests/Tally.Tests --filter OperationsTests` to write it.");
+        var committed = JsonNode.Parse(await File.ReadAllTextAsync(path))!;
+        var difference = FirstDifference(committed, served, "$");
+        Assert.True(difference is null,
+            $"docs/openapi.json differs from what the server serves at {difference}. If the API change is intended, run " +
+            $"`{UpdateVariable}=1 dotnet test tests/Tally.Tests --filter OperationsTests` and commit docs/openapi.json.");
+    }
+
+    private async Task<JsonNode> FetchDocumentAsync()
+    {
+        var reply = (await server.CallAsync(HttpMethod.Get, "/openapi/v1.json", null)).Expect(HttpStatusCode.OK);
+        Assert.Equal("application/json", reply.ContentType);
+        var document = reply.Json!;
+        // The only part that depends on the run: the server's URL, which has the random port.
+        document["servers"] = new JsonArray(new JsonObject { ["url"] = DocumentedServer });
+        return document;
+    }
+
+    private static string Format(JsonNode document) =>
+        document.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+
+    /// <summary>The JSON path of the first difference, or null when the documents are equal.</summary>
+    private static string? FirstDifference(JsonNode? expected, JsonNode? actual, string path)
+    {
+        switch (expected, actual)
+        {
+            case (JsonObject left, JsonObject right):
+                foreach (var name in left.Select(pair => pair.Key).Union(right.Select(pair => pair.Key)))
+                {
+                    if (!left.ContainsKey(name)) return $"{path}.{name} (only served)";
+                    if (!right.ContainsKey(name)) return $"{path}.{name} (only committed)";
+                    if (FirstDifference(left[name], right[name], $"{path}.{name}") is { } found) return found;
+                }
+                return null;
+            case (JsonArray left, JsonArray right):
+                if (left.Count != right.Count) return $"{path} ({left.Count} committed items, {right.Count} served)";
+                for (var index = 0; index < left.Count; index++)
+                {
+                    if (FirstDifference(left[index], right[index], $"{path}[{index}]") is { } found) return found;
+                }
+                return null;
+            default:
+                return JsonNode.DeepEquals(expected, actual) ? null : $"{path} (committed {expected?.ToJsonString()}, served {actual?.ToJsonString()})";
+        }
+    }
+
+    private static string RepositoryRoot()
+    {
+        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
+        {
+            if (File.Exists(Path.Combine(directory.FullName, "Tally.slnx"))) return directory.FullName;
+        }
+        throw new InvalidOperationException("Tally.slnx was not found above " + AppContext.BaseDirectory);
+    }
+}
