@@ -10,25 +10,56 @@ namespace Tally.Ledger.Tests.Contract;
 /// <see cref="Reopen"/> connects to the same database again, as a restarted node or a second node would.
 /// It is the fixture of the PostgreSQL collection, so one server serves every PostgreSQL test of the run: it
 /// starts on the first <see cref="Create"/> (so skipped tests never need it) and is torn down with the collection.
+/// Databases are copied from a template migrated once, so a store's own migration finds nothing to do;
+/// <see cref="CreateEmpty"/> gives the tests of migrations themselves an empty database.
 /// </summary>
 public sealed class PostgresStoreFactory : IStoreFactory, IDisposable
 {
+    private const string TemplateDatabase = "tally_template";
+
     private readonly Lazy<PostgresServer> server = new(PostgresServer.Start, LazyThreadSafetyMode.ExecutionAndPublication);
+    private readonly Lazy<string> template;
     private readonly ConcurrentDictionary<string, string> databases = new(StringComparer.Ordinal);
+
+    public PostgresStoreFactory() => template = new(MigrateTemplate, LazyThreadSafetyMode.ExecutionAndPublication);
 
     public string Name => "postgres";
 
-    public ILedgerStore Create(string name)
+    public ILedgerStore Create(string name) => CreateDatabase(name, template.Value);
+
+    /// <summary>A store on an empty database, for tests of the migrations.</summary>
+    public ILedgerStore CreateEmpty(string name) => CreateDatabase(name, "template1");
+
+    private PostgresLedgerStore CreateDatabase(string name, string templateDatabase)
     {
         var database = DatabaseName(name);
         if (!databases.TryAdd(name, database)) throw new InvalidOperationException($"The store {name} was already created.");
-        using (var connection = new NpgsqlConnection(server.Value.ConnectionString("postgres")))
-        {
-            connection.Open();
-            using var command = new NpgsqlCommand($"CREATE DATABASE \"{database}\"", connection);
-            command.ExecuteNonQuery();
-        }
+        Execute($"CREATE DATABASE \"{database}\" TEMPLATE \"{templateDatabase}\"");
         return new PostgresLedgerStore(ConnectionString(name));
+    }
+
+    private string MigrateTemplate()
+    {
+        Execute($"CREATE DATABASE \"{TemplateDatabase}\"");
+        // Disposing the store closes its connections: PostgreSQL copies a template only when no one is connected to it.
+        var store = new PostgresLedgerStore(server.Value.ConnectionString(TemplateDatabase));
+        try
+        {
+            store.InitializeAsync(CancellationToken.None).GetAwaiter().GetResult();
+        }
+        finally
+        {
+            store.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
+        return TemplateDatabase;
+    }
+
+    private void Execute(string sql)
+    {
+        using var connection = new NpgsqlConnection(server.Value.ConnectionString("postgres"));
+        connection.Open();
+        using var command = new NpgsqlCommand(sql, connection);
+        command.ExecuteNonQuery();
     }
 
     public ILedgerStore Reopen(string name) => new PostgresLedgerStore(ConnectionString(name));

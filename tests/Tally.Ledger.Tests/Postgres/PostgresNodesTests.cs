@@ -137,7 +137,7 @@ public sealed class PostgresNodesTests(PostgresStoreFactory factory)
     public async Task NodesStartingTogetherMigrateOnceAndStartingAgainChangesNothing()
     {
         var name = Guid.NewGuid().ToString("N");
-        var stores = new List<ILedgerStore> { factory.Create(name) };
+        var stores = new List<ILedgerStore> { factory.CreateEmpty(name) };
         stores.AddRange(Enumerable.Range(0, 3).Select(_ => factory.Reopen(name)));
         try
         {
@@ -214,7 +214,7 @@ public sealed class PostgresNodesTests(PostgresStoreFactory factory)
         public static Task<Nodes> StartAsync(PostgresStoreFactory factory, int count, ManualTime? time = null)
         {
             var name = Guid.NewGuid().ToString("N");
-            return StartAsync(factory, name, [factory.Create(name), .. Enumerable.Range(1, count - 1).Select(_ => factory.Reopen(name))], time);
+            return StartAsync(factory, name, [factory.CreateEmpty(name), .. Enumerable.Range(1, count - 1).Select(_ => factory.Reopen(name))], time);
         }
 
         public static Task<Nodes> ReopenAsync(PostgresStoreFactory factory, string name, int count) =>
