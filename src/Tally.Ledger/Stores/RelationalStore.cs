@@ -387,19 +387,22 @@ public abstract partial class RelationalStore : ILedgerStore
         ("at", ColumnType.Integer), ("actor", ColumnType.Text), ("action", ColumnType.Text), ("organization_id", ColumnType.Text),
         ("status", ColumnType.Integer), ("request_id", ColumnType.Text));
 
-    /// <summary>Writes everything one batch changed, inside the caller's transaction, one statement per row.</summary>
+    /// <summary>Writes everything one batch changed, inside the caller's transaction.</summary>
     protected async Task WriteChangesAsync(DbConnection connection, DbTransaction? transaction, BatchChanges changes, CancellationToken cancellationToken)
     {
-        foreach (var (table, rows) in RowsToWrite(changes))
-        {
-            foreach (var row in rows)
-            {
-                var parameters = new (string, object?)[row.Length];
-                for (var column = 0; column < row.Length; column++) parameters[column] = (table.ParameterNames[column], row[column]);
-                await ExecuteAsync(connection, transaction, table.RowSql, cancellationToken, parameters);
-            }
-        }
+        foreach (var (table, rows) in RowsToWrite(changes)) await WriteRowsAsync(connection, transaction, table, rows, cancellationToken);
         await WriteUpdatesAsync(connection, transaction, changes, cancellationToken);
+    }
+
+    /// <summary>Writes one table's rows of a batch: one statement per row here; a store may send them together.</summary>
+    protected virtual async Task WriteRowsAsync(DbConnection connection, DbTransaction? transaction, TableWrite table, List<object?[]> rows, CancellationToken cancellationToken)
+    {
+        foreach (var row in rows)
+        {
+            var parameters = new (string, object?)[row.Length];
+            for (var column = 0; column < row.Length; column++) parameters[column] = (table.ParameterNames[column], row[column]);
+            await ExecuteAsync(connection, transaction, table.RowSql, cancellationToken, parameters);
+        }
     }
 
     /// <summary>The rows one batch inserts or updates, table by table, in the order they must be written.</summary>
