@@ -145,18 +145,19 @@ public sealed class SqliteLedgerStore : RelationalStore
     }
 
     /// <summary>
-    /// Rows per INSERT statement. One statement per row costs the same managed and binding overhead per row
-    /// as the B-tree work itself; 128 rows of at most 14 columns stay far below SQLite's 32,766 variables.
+    /// Rows per INSERT statement. One statement per row costs as much managed overhead per row as the B-tree
+    /// work itself, but SQLite finds each named parameter by a linear search of the statement's parameters,
+    /// so binding grows with the square of a statement's size: 16 rows (at most 224 parameters) balances the two.
     /// </summary>
-    private const int RowsPerStatementMax = 128;
+    private const int RowsPerStatementMax = 16;
 
     private readonly Dictionary<(string Table, int Rows), string> multiRowSql = [];
 
     /// <summary>Parameter names @p0, @p1, …, made once: the statements' shapes never change.</summary>
-    private static readonly string[] ParameterNames = Enumerable.Range(0, RowsPerStatementMax * 32).Select(index => "@p" + index).ToArray();
+    private static readonly string[] ParameterNames = Enumerable.Range(0, RowsPerStatementMax * 16).Select(index => "@p" + index).ToArray();
 
     /// <summary>
-    /// Writes a table's rows in statements of 128, 64, … 1 rows (powers of two, so that a handful of prepared
+    /// Writes a table's rows in statements of 16, 8, … 1 rows (powers of two, so that a handful of prepared
     /// statements per table serve every batch size).
     /// </summary>
     protected override async Task WriteRowsAsync(DbConnection connection, DbTransaction? transaction, TableWrite table, List<object?[]> rows, CancellationToken cancellationToken)
