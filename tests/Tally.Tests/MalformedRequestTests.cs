@@ -110,6 +110,8 @@ public sealed class MalformedRequestTests(TallyServerFixture server) : IClassFix
         yield return new("JSON string root", invalid, validation, target => Consume(target, "\"credits\""));
         yield return new("JSON number root", invalid, validation, target => Consume(target, "1"));
         yield return new("JSON null root", invalid, validation, target => Consume(target, "null"));
+        yield return new("invalid UTF-8 inside a JSON string", invalid, validation,
+            target => Consume(target, "{}") with { Body = [.. "{\"idempotencyKey\":\"k"u8, 0xFF, 0xFE, .. "\",\"identifier\":\"caf"u8, 0xC3, 0x28, .. "\"}"u8] });
         yield return new("deeply nested JSON", invalid, validation, target => Consume(target, "{\"idempotencyKey\":\"k\",\"metadata\":" + deep + "}"));
         yield return new("body over 64 KiB", 413, "payload_too_large", target => Consume(target, oversized));
         yield return new("body over 64 KiB sent chunked", 413, "payload_too_large", target => Consume(target, oversized) with { Chunked = true });
