@@ -44,6 +44,7 @@ public sealed class MalformedRequestTests(TallyServerFixture server) : IClassFix
         Assert.True((int)reply.Status is >= 400 and < 500, "expected a 4xx; " + context);
         Assert.True((int)reply.Status == @case.Status, $"expected {@case.Status}; " + context);
         AssertEnvelope(request.Path, (int)reply.Status, @case.Code, reply, context);
+        Assert.True(reply.Headers.ContainsKey("x-request-id"), "every answer of Tally carries its request id; " + context);
         Assert.Equal(before, (await server.SnapshotAsync(target.Organization.Id), await server.SnapshotAsync(target.Other.Id)));
         await server.AssertLedgerVerifiedAsync();
     }

@@ -5,6 +5,9 @@ namespace Tally.Hosting;
 
 public static class RequestPipeline
 {
+    /// <summary>The response header carrying the request's id, which every log line of the request has in its scope.</summary>
+    public const string RequestIdHeader = "X-Request-Id";
+
     /// <summary>Paths that are never rate limited: probes and scrapes must work when clients are throttled.</summary>
     private static readonly string[] UnlimitedPaths = ["/healthz", "/readyz", "/metrics"];
 
@@ -45,7 +48,7 @@ public static class RequestPipeline
         app.Use(async (context, next) =>
         {
             var logger = context.RequestServices.GetRequiredService<ILogger<TallyServer>>();
-            context.Response.Headers["X-Request-Id"] = context.TraceIdentifier;
+            context.Response.Headers[RequestIdHeader] = context.TraceIdentifier;
             using (logger.BeginScope(new Dictionary<string, object> { ["RequestId"] = context.TraceIdentifier }))
             {
                 try
