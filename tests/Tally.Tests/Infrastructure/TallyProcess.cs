@@ -9,9 +9,10 @@ namespace Tally.Tests.Infrastructure;
 /// <summary>
 /// The real `tally` executable as a child process: `dotnet tally.dll serve` on a free loopback port with its
 /// own data directory, standard output and error captured, and the means to end it the way operating systems
-/// do: SIGKILL (a crash) or SIGTERM (a shutdown). It can be started again on the same data directory.
+/// do: SIGKILL (a crash) or SIGTERM (a shutdown). It can be started again on the same data directory. As a
+/// class fixture it runs for the whole class and ends with the ledger verify pass, like <see cref="TallyServerFixture"/>.
 /// </summary>
-public sealed class TallyProcess : TallyApi, IAsyncDisposable
+public sealed class TallyProcess : TallyApi, IAsyncDisposable, IAsyncLifetime
 {
     /// <summary>How long a start may take on a slow, shared machine before the test gives up.</summary>
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(90);
@@ -29,9 +30,13 @@ public sealed class TallyProcess : TallyApi, IAsyncDisposable
     private readonly StringBuilder output = new();
     private Process? process;
 
-    /// <param name="environment">`TALLY_*` settings beside the operator key (which is always <see cref="TallyApi.OperatorKey"/>).</param>
-    /// <param name="arguments">Arguments after `serve --urls … --data-dir …`, such as `--store postgres --connection …`.</param>
-    public TallyProcess(IReadOnlyDictionary<string, string>? environment = null, IReadOnlyList<string>? arguments = null)
+    /// <summary>A process with the default settings, not started yet (a class fixture starts it).</summary>
+    public TallyProcess()
+        : this(null, null)
+    {
+    }
+
+    private TallyProcess(IReadOnlyDictionary<string, string>? environment, IReadOnlyList<string>? arguments)
     {
         this.environment = new Dictionary<string, string>(environment ?? new Dictionary<string, string>(), StringComparer.Ordinal)
         {
@@ -63,12 +68,18 @@ public sealed class TallyProcess : TallyApi, IAsyncDisposable
         }
     }
 
+    /// <summary>A started process; <paramref name="environment"/> and <paramref name="arguments"/> as for <see cref="Create"/>.</summary>
     public static async Task<TallyProcess> StartAsync(IReadOnlyDictionary<string, string>? environment = null, IReadOnlyList<string>? arguments = null)
     {
-        var tally = new TallyProcess(environment, arguments);
+        var tally = Create(environment, arguments);
         await tally.StartAsync();
         return tally;
     }
+
+    /// <param name="environment">`TALLY_*` settings beside the operator key (which is always <see cref="TallyApi.OperatorKey"/>).</param>
+    /// <param name="arguments">Arguments after `serve --urls … --data-dir …`, such as `--store postgres --connection …`.</param>
+    public static TallyProcess Create(IReadOnlyDictionary<string, string>? environment = null, IReadOnlyList<string>? arguments = null) =>
+        new(environment, arguments);
 
     /// <summary>Starts `tally serve` (again) and returns when /readyz answers 200; the port is new at every start.</summary>
     public async Task StartAsync()
@@ -123,6 +134,20 @@ public sealed class TallyProcess : TallyApi, IAsyncDisposable
             return long.Parse(kibibytes, CultureInfo.InvariantCulture) * 1024;
         }
         throw new InvalidOperationException($"/proc/{ProcessId}/status has no VmRSS line.");
+    }
+
+    Task IAsyncLifetime.InitializeAsync() => StartAsync();
+
+    async Task IAsyncLifetime.DisposeAsync()
+    {
+        try
+        {
+            if (IsRunning) await AssertLedgerVerifiedAsync();
+        }
+        finally
+        {
+            await DisposeAsync();
+        }
     }
 
     public async ValueTask DisposeAsync()
