@@ -191,6 +191,8 @@ public sealed class MalformedRequestTests(TallyServerFixture server) : IClassFix
         // Unknown routes and wrong methods, in each API's envelope.
         yield return new("unknown route under /v1", 404, "not_found", target => new("GET", "/v1/nothing-here", target.Organization.Key.Bearer));
         yield return new("unknown route outside every API", 404, "not_found", target => new("GET", "/wp-login.php", null));
+        yield return new("unknown OpenAPI document", 404, "not_found", target => new("GET", "/openapi/v2.json", null));
+        yield return new("OpenAPI document name with an encoded slash", 404, "not_found", target => new("GET", "/openapi/%2fv1.json", null));
         yield return new("GET on a POST-only endpoint", 405, "method_not_allowed", target => new("GET", "/v1/consumptions", target.Organization.Key.Bearer));
         yield return new("DELETE on the balance", 405, "method_not_allowed", target => new("DELETE", "/v1/balance", target.Organization.Key.Bearer));
         yield return new("PUT on an admin collection", 405, "method_not_allowed", target => new("PUT", "/v1/admin/organizations", TallyServerFixture.Admin, "{}"));
