@@ -23,7 +23,12 @@ public static class RequestPipeline
             {
                 if (UnlimitedPaths.Contains(context.Request.Path.Value)) return RateLimitPartition.GetNoLimiter("operations");
                 var authorization = context.Request.Headers.Authorization.ToString();
-                var partition = authorization.Length > 0 ? "key:" + authorization : "address:" + context.Connection.RemoteIpAddress;
+                // A bucket lives until it has been idle a while, and each distinct header makes one, so its name must
+                // stay small: a fixed-size hash, and no bucket of its own for a header too long to be a credential
+                // (a flood of distinct 32 KiB headers would otherwise hold that much memory per request).
+                var partition = authorization.Length is > 0 and <= Auth.Credentials.AuthorizationLengthMax
+                    ? "key:" + Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(authorization)))
+                    : "address:" + context.Connection.RemoteIpAddress;
                 return RateLimitPartition.GetTokenBucketLimiter(partition, _ => new TokenBucketRateLimiterOptions
                 {
                     TokenLimit = options.RateLimitPerSecond * 2,
