@@ -38,6 +38,7 @@ wrk_median() {
 echo "== building Release into $WORK"
 dotnet publish "$ROOT/src/Tally" -c Release -o "$WORK/tally" --nologo -v quiet >/dev/null
 dotnet publish "$ROOT/bench/Tally.Hello" -c Release -o "$WORK/hello" --nologo -v quiet >/dev/null
+dotnet publish "$ROOT/bench/Tally.Bench" -c Release -o "$WORK/bench" --nologo -v quiet >/dev/null
 
 echo "== starting the hello anchor, Tally on SQLite, Redis and PostgreSQL"
 (cd "$WORK" && exec dotnet hello/tally-hello.dll --urls http://127.0.0.1:5180) & PIDS+=($!)
@@ -84,6 +85,11 @@ HALF_DELAY_MS=$(awk -v peak="$T2" -v c="$CONNECTIONS" 'BEGIN { printf "%d", c * 
 P99_HALF=$(DELAY_MS=$HALF_DELAY_MS wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" -s "$ROOT/bench/load/consume.lua" http://127.0.0.1:5181 | awk -F'[ =]' '/^p50_us/ { print $4 }')
 curl -sf http://127.0.0.1:5181/v1/admin/verify -H 'Authorization: Bearer bench' | grep -q '"clean":true' || { echo "verify found differences after the load"; exit 1; }
 
+echo "== the engine alone (T4)"
+T4=$(for _ in $(seq 1 "$RUNS"); do
+  (cd "$WORK" && dotnet bench/Tally.Bench.dll throughput "$DURATION" 1024 "$ORGANIZATIONS") | awk -F'[ =]' '/^consumptions_per_second/ { print $2 }'
+done | median)
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 echo
 echo "== results ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, runs=$RUNS x ${DURATION}s, $CONNECTIONS connections, $ORGANIZATIONS organizations)"
@@ -91,6 +97,7 @@ printf '| id | figure | value | anchor | anchor value | ratio | target |\n|---|-
 printf '| T1 | check-balance req/s | %.0f | hello JSON req/s | %.0f | %s | >= 0.8 |\n' "$T1_AGENTS" "$HELLO" "$(ratio "$T1_AGENTS" "$HELLO")"
 printf '| T1 | GetMessageCreditsUsage req/s | %.0f | hello JSON req/s | %.0f | %s | >= 0.8 |\n' "$T1_CHAT" "$HELLO" "$(ratio "$T1_CHAT" "$HELLO")"
 printf '| T2 | durable consumptions/s (SQLite) | %.0f | Redis Lua debit, appendfsync always, ops/s | %.0f | %s | >= 1.0 |\n' "$T2" "$REDIS" "$(ratio "$T2" "$REDIS")"
+printf '| T4 | engine alone, durable SQLite, consumptions/s | %.0f | target | 200000 | %s | >= 1.0 |\n' "$T4" "$(ratio "$T4" 200000)"
 printf '| T5 | p50 latency, one client, us | %s | fdatasync latency + 500 us | %.0f | %s | <= 1.0 |\n' "$LATENCY_ONE" "$(awk -v f="$FSYNC_US" 'BEGIN { print f + 500 }')" "$(ratio "$LATENCY_ONE" "$(awk -v f="$FSYNC_US" 'BEGIN { print f + 500 }')")"
 printf '| T5 | p99 latency at half of peak, us | %s | 5 ms | 5000 | %s | <= 1.0 |\n' "$P99_HALF" "$(ratio "$P99_HALF" 5000)"
 printf '| anchor | pgbench -N tps, %s clients | %.0f | | | | |\n' "$CONNECTIONS" "$PGBENCH"

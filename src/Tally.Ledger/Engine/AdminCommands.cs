@@ -27,8 +27,10 @@ internal static class Views
         var remaining = Rules.ReportedRemaining(state, now);
         var unlimited = state.Subscription is { Unlimited: true };
         var grants = state.Grants.Where(grant => !grant.Expired).Select(Grant).ToList();
-        return new BalanceView(state.Id, Subscription(state.Subscription), unlimited ? -1 : state.UsedInPeriod + remaining,
-            state.UsedInPeriod, remaining, state.Held(), unlimited, state.Assistants.Count > 0, Names.Of(state.Status), grants);
+        // Without a subscription there is no current period, so nothing is used in it.
+        var used = state.Subscription is null ? 0 : state.UsedInPeriod;
+        return new BalanceView(state.Id, Subscription(state.Subscription), unlimited ? -1 : used + remaining,
+            used, remaining, state.Held(), unlimited, state.Assistants.Count > 0, Names.Of(state.Status), grants);
     }
 }
 
@@ -76,7 +78,7 @@ internal sealed class PutSubscriptionCommand(string organizationId, Subscription
         {
             return new(Views.Subscription(current), null);
         }
-        var previousPeriodStart = current?.PeriodStart;
+        var previousPeriodStart = state.UsagePeriodStart;
         Rules.EndPeriodGrants(state, now, context.Changes);
         state.Subscription = new SubscriptionState
         {
@@ -90,6 +92,7 @@ internal sealed class PutSubscriptionCommand(string organizationId, Subscription
         };
         Rules.StartPeriod(state, now, rolloverCredits: 0, context.Changes);
         if (state.Subscription.PeriodStart != previousPeriodStart) state.UsedInPeriod = 0;
+        state.CancelledPeriodStart = null;
         return new(Views.Subscription(state.Subscription), null);
     }
 }
@@ -100,8 +103,9 @@ internal sealed class CancelSubscriptionCommand(string organizationId) : Organiz
     {
         if (state.Subscription is null) return new(Views.Subscription(null), null);
         Rules.EndPeriodGrants(state, context.Now, context.Changes);
+        // Usage stays with its period (rule 9): resuming within this period continues it, a later one starts at 0.
+        state.CancelledPeriodStart = state.Subscription.PeriodStart;
         state.Subscription = null;
-        state.UsedInPeriod = 0;
         return new(Views.Subscription(null), null);
     }
 }
@@ -111,6 +115,8 @@ internal sealed class GrantCommand(GrantRequest request)
 {
     protected override string Parameters => Spending.Join(
         "grant", request.Credits, request.Source, request.Priority, request.ExpiresAt?.ToUnixTimeMilliseconds(), request.Reason);
+
+    protected override LedgerError? Validate() => Spending.InvalidCredits(request.Credits, Limits.GrantCreditsMax);
 
     protected override Outcome<GrantView> DecideFresh(OrganizationState state, DecisionContext context)
     {

@@ -46,8 +46,20 @@ internal abstract class IdempotentCommand<T>(string organizationId, string key, 
     /// <summary>The operation and its parameters, as one canonical string.</summary>
     protected abstract string Parameters { get; }
 
+    /// <summary>
+    /// Checks the parameters against the limits of SPEC §3; null when they hold. Bad input is answered here,
+    /// before any state is touched, so that it can never reach an invariant check that would fail the whole batch.
+    /// </summary>
+    protected virtual LedgerError? Validate() => null;
+
     protected sealed override Outcome<T> DecideOutcome(DecisionContext context)
     {
+        if (!Model.Limits.IsValidIdempotencyKey(key))
+        {
+            return Outcome<T>.Failure(LedgerError.Invalid("idempotencyKey",
+                $"An idempotency key is 1 to {Model.Limits.IdempotencyKeyLengthMax} printable ASCII characters."));
+        }
+        if (Validate() is { } invalid) return Outcome<T>.Failure(invalid);
         var state = context.Organization(organizationId);
         if (state is null) return Outcome<T>.Failure(LedgerError.NotFound("The organization"));
         var fingerprint = Fingerprint(Parameters);

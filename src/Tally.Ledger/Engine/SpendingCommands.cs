@@ -26,6 +26,12 @@ internal static class Spending
     public static LedgerError Insufficient(OrganizationState state, long credits, DateTimeOffset now) =>
         new(ErrorCode.InsufficientCredits, $"This needs {credits} credits and {state.SpendableAt(now)} remain.");
 
+    /// <summary>Credits outside 1..<paramref name="maximum"/> are refused as invalid (SPEC §3 limits).</summary>
+    public static LedgerError? InvalidCredits(long credits, long maximum = Limits.OperationCreditsMax) =>
+        credits is < 1 || credits > maximum
+            ? LedgerError.Invalid("credits", $"Credits must be a whole number from 1 to {maximum:N0}.")
+            : null;
+
     public static string Join(params object?[] parts) => string.Join('\u001f', parts);
 
     public static string MetadataText(IReadOnlyDictionary<string, string>? metadata) =>
@@ -37,6 +43,8 @@ internal sealed class ConsumeCommand(ConsumeRequest request)
 {
     protected override string Parameters => Spending.Join(
         "consume", request.Credits, request.AssistantId, request.Identifier, Spending.MetadataText(request.Metadata));
+
+    protected override LedgerError? Validate() => Spending.InvalidCredits(request.Credits);
 
     protected override Outcome<ConsumptionReceipt> DecideFresh(OrganizationState state, DecisionContext context)
     {
@@ -95,7 +103,7 @@ internal sealed class RefundCommand(string organizationId, string consumptionId,
         Rules.ReturnCredits(state, returned, EntryKind.Refund, id, now, now, context.Changes);
         consumption.Refunded += amount;
         context.Changes.Consumptions[consumption.Id] = consumption;
-        if (state.Subscription is { } subscription && consumption.PeriodStart == subscription.PeriodStart)
+        if (consumption.PeriodStart is { } periodStart && periodStart == state.UsagePeriodStart)
         {
             state.UsedInPeriod -= amount;
         }
@@ -128,6 +136,12 @@ internal sealed class HoldCommand(HoldRequest request)
 {
     protected override string Parameters => Spending.Join(
         "hold", request.Credits, request.TtlSeconds, request.AssistantId, request.Identifier);
+
+    protected override LedgerError? Validate() =>
+        Spending.InvalidCredits(request.Credits)
+        ?? (request.TtlSeconds is < 1 || request.TtlSeconds > Limits.HoldTtlSecondsMax
+            ? LedgerError.Invalid("ttlSeconds", $"A hold lives from 1 to {Limits.HoldTtlSecondsMax:N0} seconds.")
+            : null);
 
     protected override Outcome<HoldReceipt> DecideFresh(OrganizationState state, DecisionContext context)
     {
@@ -179,6 +193,8 @@ internal sealed class CaptureCommand(string organizationId, string holdId, long 
 {
     protected override string Parameters => Spending.Join("capture", HoldId, credits);
 
+    protected override LedgerError? Validate() => Spending.InvalidCredits(credits);
+
     protected override Outcome<CaptureReceipt> Settle(OrganizationState state, HoldState hold, DecisionContext context)
     {
         if (credits > hold.Credits)
@@ -198,7 +214,7 @@ internal sealed class CaptureCommand(string organizationId, string holdId, long 
             OrganizationId = state.Id,
             Credits = credits,
             Allocations = captured,
-            PeriodStart = state.Subscription?.PeriodStart,
+            PeriodStart = state.UsagePeriodStart,
             AssistantId = hold.AssistantId,
             Identifier = hold.Identifier,
             HoldId = hold.Id,

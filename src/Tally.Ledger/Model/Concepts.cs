@@ -65,16 +65,28 @@ public static class Names
         PeriodKind.Day => "day", PeriodKind.Week => "week", PeriodKind.Month => "month", _ => "year",
     };
 
-    public static string Of(GrantSource source) => source.ToString().ToLowerInvariant();
+    // Constant strings rather than ToString().ToLowerInvariant(): these run on every request and every entry.
+    public static string Of(GrantSource source) => source switch
+    {
+        GrantSource.Allowance => "allowance", GrantSource.Rollover => "rollover", GrantSource.Topup => "topup",
+        GrantSource.Promo => "promo", _ => "adjustment",
+    };
 
-    public static string Of(OrganizationStatus status) => status.ToString().ToLowerInvariant();
+    public static string Of(OrganizationStatus status) => status switch
+    {
+        OrganizationStatus.Active => "active", OrganizationStatus.Disabled => "disabled", _ => "deleted",
+    };
 
-    public static string Of(HoldStatus status) => status.ToString().ToLowerInvariant();
+    public static string Of(HoldStatus status) => status switch
+    {
+        HoldStatus.Open => "open", HoldStatus.Captured => "captured", HoldStatus.Released => "released", _ => "expired",
+    };
 
     public static string Of(EntryKind kind) => kind switch
     {
-        EntryKind.RolloverOut => "rollover_out",
-        _ => kind.ToString().ToLowerInvariant(),
+        EntryKind.Grant => "grant", EntryKind.Consume => "consume", EntryKind.Hold => "hold", EntryKind.Capture => "capture",
+        EntryKind.Release => "release", EntryKind.Refund => "refund", EntryKind.Expire => "expire",
+        EntryKind.RolloverOut => "rollover_out", _ => "forfeit",
     };
 
     public static bool TryParsePeriod(string? text, out PeriodKind period) => TryParseLower(text, out period);

@@ -75,6 +75,15 @@ public sealed class OrganizationState
     /// <summary>Credits consumed in the current period minus those refunded for them (SPEC §2 rule 9).</summary>
     public long UsedInPeriod { get; set; }
 
+    /// <summary>
+    /// After a cancellation, the start of the period it happened in. <see cref="UsedInPeriod"/> still counts that
+    /// period, so that a subscription resumed within it continues its usage instead of forgetting it.
+    /// </summary>
+    public DateTimeOffset? CancelledPeriodStart { get; set; }
+
+    /// <summary>The period whose usage <see cref="UsedInPeriod"/> counts; null before any subscription.</summary>
+    public DateTimeOffset? UsagePeriodStart => Subscription?.PeriodStart ?? CancelledPeriodStart;
+
     public OrganizationState Copy()
     {
         var copy = (OrganizationState)MemberwiseClone();
@@ -137,7 +146,11 @@ public sealed class OrganizationState
             var byPriority = left.Priority.CompareTo(right.Priority);
             if (byPriority != 0) return byPriority;
             var byAge = left.CreatedAt.CompareTo(right.CreatedAt);
-            return byAge != 0 ? byAge : string.CompareOrdinal(left.Id, right.Id);
+            if (byAge != 0) return byAge;
+            // A rollover is issued in the same instant as the allowance it accompanies, with the same expiry, but
+            // its credits are a period older, so it burns first; without this the order would follow random ids.
+            var byOrigin = (left.Source != GrantSource.Rollover).CompareTo(right.Source != GrantSource.Rollover);
+            return byOrigin != 0 ? byOrigin : string.CompareOrdinal(left.Id, right.Id);
         });
         return spendable;
     }

@@ -1,4 +1,3 @@
-using System.Data.Common;
 using System.Globalization;
 using Tally.Ledger.Engine;
 
@@ -6,12 +5,6 @@ namespace Tally.Ledger.Stores;
 
 public abstract partial class RelationalStore
 {
-    private Task WriteAuditAsync(DbConnection connection, DbTransaction? transaction, AuditEntry entry, CancellationToken cancellationToken) =>
-        ExecuteAsync(connection, transaction,
-            "INSERT INTO audit_log (at, actor, action, organization_id, status, request_id) VALUES (@at, @actor, @action, @organization, @status, @request)",
-            cancellationToken, ("@at", Milliseconds(entry.At)), ("@actor", entry.Actor), ("@action", entry.Action),
-            ("@organization", entry.OrganizationId), ("@status", (long)entry.Status), ("@request", entry.RequestId));
-
     public async Task<Page<AuditEntryView>> ListAuditAsync(string? cursor, int limit, CancellationToken cancellationToken)
     {
         var sql = "SELECT id, at, actor, action, organization_id, status, request_id FROM audit_log";

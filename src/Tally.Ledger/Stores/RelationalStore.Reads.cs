@@ -142,7 +142,7 @@ public abstract partial class RelationalStore
             """
             SELECT o.id, o.used_in_period, COALESCE(SUM(c.credits - c.refunded), 0) FROM organizations o
             LEFT JOIN consumptions c ON c.organization_id = o.id AND c.period_start = o.period_start
-            WHERE o.plan IS NOT NULL GROUP BY o.id, o.used_in_period
+            WHERE o.period_start IS NOT NULL GROUP BY o.id, o.used_in_period
             HAVING o.used_in_period <> COALESCE(SUM(c.credits - c.refunded), 0)
             """,
             reader => $"organization {reader.GetString(0)}: used {Long(reader, 1)}, consumptions say {Long(reader, 2)}", cancellationToken));

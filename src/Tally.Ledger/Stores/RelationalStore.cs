@@ -36,6 +36,11 @@ public abstract partial class RelationalStore : ILedgerStore
         Schema.Migrations.Single(migration => migration.Version == version).Statements
             .Select(sql => sql.Replace("{identity}", IdentityColumn).Replace("{without_rowid}", WithoutRowIdClause));
 
+    /// <summary>
+    /// A command with untyped parameters: a null takes its type from where the SQL uses it, so shared SQL must
+    /// give every nullable parameter such a place (CAST(@x AS BIGINT) IS NULL, never a bare @x IS NULL, which
+    /// PostgreSQL cannot type).
+    /// </summary>
     protected virtual DbCommand Command(DbConnection connection, DbTransaction? transaction, string sql, params (string Name, object? Value)[] parameters)
     {
         var command = connection.CreateCommand();
@@ -51,7 +56,8 @@ public abstract partial class RelationalStore : ILedgerStore
         return command;
     }
 
-    protected async Task ExecuteAsync(DbConnection connection, DbTransaction? transaction, string sql, CancellationToken cancellationToken, params (string, object?)[] parameters)
+    /// <summary>Runs one statement; virtual so that a store may collect a batch's writes and send them in one round trip.</summary>
+    protected virtual async Task ExecuteAsync(DbConnection connection, DbTransaction? transaction, string sql, CancellationToken cancellationToken, params (string, object?)[] parameters)
     {
         var command = Command(connection, transaction, sql, parameters);
         try
@@ -79,40 +85,12 @@ public abstract partial class RelationalStore : ILedgerStore
     protected async Task<OrganizationState?> LoadOrganizationAsync(DbConnection connection, DbTransaction? transaction, string organizationId, CancellationToken cancellationToken)
     {
         OrganizationState? state = null;
-        var command = Command(connection, transaction,
-            """
-            SELECT id, name, external_id, status, created_at, plan, credits_per_period, period, anchor, rollover_max,
-                   period_start, period_end, used_in_period
-            FROM organizations WHERE id = @id
-            """, ("@id", organizationId));
+        var command = Command(connection, transaction, $"SELECT {OrganizationColumns} FROM organizations WHERE id = @id", ("@id", organizationId));
         try
         {
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
             if (!await reader.ReadAsync(cancellationToken)) return null;
-            Names.TryParseStatus(reader.GetString(3), out var status);
-            state = new OrganizationState
-            {
-                Id = reader.GetString(0),
-                Name = reader.GetString(1),
-                ExternalId = NullableString(reader, 2),
-                Status = status,
-                CreatedAt = Time(Long(reader, 4)),
-                UsedInPeriod = Long(reader, 12),
-            };
-            if (!reader.IsDBNull(5))
-            {
-                Names.TryParsePeriod(reader.GetString(7), out var period);
-                state.Subscription = new SubscriptionState
-                {
-                    Plan = reader.GetString(5),
-                    CreditsPerPeriod = NullableLong(reader, 6),
-                    Period = period,
-                    Anchor = Time(Long(reader, 8)),
-                    RolloverMax = Long(reader, 9),
-                    PeriodStart = Time(Long(reader, 10)),
-                    PeriodEnd = Time(Long(reader, 11)),
-                };
-            }
+            state = ReadOrganization(reader);
         }
         finally
         {
@@ -124,32 +102,101 @@ public abstract partial class RelationalStore : ILedgerStore
         return state;
     }
 
+    // The columns each load reads, and the mapping of one row, are shared with stores that load many
+    // organizations in one round trip (PostgreSQL), so that both read exactly the same thing.
+    protected const string OrganizationColumns =
+        "id, name, external_id, status, created_at, plan, credits_per_period, period, anchor, rollover_max, period_start, period_end, used_in_period";
+    protected const string GrantColumns = "id, credits, remaining, source, priority, effective_at, expires_at, created_at, period_start";
+    protected const string OpenHoldColumns = "id, credits, expires_at, created_at, allocations, assistant_id, identifier";
+    protected const string AssistantColumns = "id, name, created_at";
+    protected const string IdempotencyColumns = "fingerprint, result, created_at";
+    protected const string ConsumptionColumns = "id, credits, refunded, allocations, period_start, assistant_id, identifier, hold_id, created_at";
+    protected const string HoldRowColumns = OpenHoldColumns + ", status, captured, settled_at";
+
+    protected static OrganizationState ReadOrganization(DbDataReader reader)
+    {
+        Names.TryParseStatus(reader.GetString(3), out var status);
+        var state = new OrganizationState
+        {
+            Id = reader.GetString(0),
+            Name = reader.GetString(1),
+            ExternalId = NullableString(reader, 2),
+            Status = status,
+            CreatedAt = Time(Long(reader, 4)),
+            UsedInPeriod = Long(reader, 12),
+        };
+        if (reader.IsDBNull(5))
+        {
+            state.CancelledPeriodStart = Time(NullableLong(reader, 10));
+        }
+        else
+        {
+            Names.TryParsePeriod(reader.GetString(7), out var period);
+            state.Subscription = new SubscriptionState
+            {
+                Plan = reader.GetString(5),
+                CreditsPerPeriod = NullableLong(reader, 6),
+                Period = period,
+                Anchor = Time(Long(reader, 8)),
+                RolloverMax = Long(reader, 9),
+                PeriodStart = Time(Long(reader, 10)),
+                PeriodEnd = Time(Long(reader, 11)),
+            };
+        }
+        return state;
+    }
+
+    protected static GrantState ReadGrant(DbDataReader reader, int first)
+    {
+        Names.TryParseSource(reader.GetString(first + 3), out var source);
+        return new GrantState
+        {
+            Id = reader.GetString(first),
+            Credits = Long(reader, first + 1),
+            Remaining = Long(reader, first + 2),
+            Source = source,
+            Priority = (int)Long(reader, first + 4),
+            EffectiveAt = Time(Long(reader, first + 5)),
+            ExpiresAt = Time(NullableLong(reader, first + 6)),
+            CreatedAt = Time(Long(reader, first + 7)),
+            PeriodStart = Time(NullableLong(reader, first + 8)),
+        };
+    }
+
+    protected static AssistantState ReadAssistant(DbDataReader reader, int first) =>
+        new(reader.GetString(first), reader.GetString(first + 1), Time(Long(reader, first + 2)));
+
+    protected static IdempotencyRecord ReadIdempotency(DbDataReader reader, int first, string organizationId, string key) =>
+        new(organizationId, key, reader.GetString(first), reader.GetString(first + 1), Time(Long(reader, first + 2)));
+
+    protected static ConsumptionRecord ReadConsumption(DbDataReader reader, int first, string organizationId) => new()
+    {
+        Id = reader.GetString(first),
+        OrganizationId = organizationId,
+        Credits = Long(reader, first + 1),
+        Refunded = Long(reader, first + 2),
+        Allocations = JsonSerializer.Deserialize(reader.GetString(first + 3), LedgerJson.Default.AllocationArray) ?? [],
+        PeriodStart = Time(NullableLong(reader, first + 4)),
+        AssistantId = NullableString(reader, first + 5),
+        Identifier = NullableString(reader, first + 6),
+        HoldId = NullableString(reader, first + 7),
+        CreatedAt = Time(Long(reader, first + 8)),
+    };
+
+    protected static HoldRow ReadHoldRow(DbDataReader reader, int first, string organizationId)
+    {
+        var status = Enum.Parse<HoldStatus>(reader.GetString(first + 7), ignoreCase: true);
+        return new HoldRow(organizationId, ReadHold(reader, first), status, Long(reader, first + 8), Time(NullableLong(reader, first + 9)));
+    }
+
     private async Task LoadGrantsAsync(DbConnection connection, DbTransaction? transaction, OrganizationState state, CancellationToken cancellationToken)
     {
         var command = Command(connection, transaction,
-            """
-            SELECT id, credits, remaining, source, priority, effective_at, expires_at, created_at, period_start
-            FROM grants WHERE organization_id = @id AND expired = 0 ORDER BY created_at, id
-            """, ("@id", state.Id));
+            $"SELECT {GrantColumns} FROM grants WHERE organization_id = @id AND expired = 0 ORDER BY created_at, id", ("@id", state.Id));
         try
         {
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-            while (await reader.ReadAsync(cancellationToken))
-            {
-                Names.TryParseSource(reader.GetString(3), out var source);
-                state.Grants.Add(new GrantState
-                {
-                    Id = reader.GetString(0),
-                    Credits = Long(reader, 1),
-                    Remaining = Long(reader, 2),
-                    Source = source,
-                    Priority = (int)Long(reader, 4),
-                    EffectiveAt = Time(Long(reader, 5)),
-                    ExpiresAt = Time(NullableLong(reader, 6)),
-                    CreatedAt = Time(Long(reader, 7)),
-                    PeriodStart = Time(NullableLong(reader, 8)),
-                });
-            }
+            while (await reader.ReadAsync(cancellationToken)) state.Grants.Add(ReadGrant(reader, 0));
         }
         finally
         {
@@ -160,10 +207,7 @@ public abstract partial class RelationalStore : ILedgerStore
     private async Task LoadHoldsAsync(DbConnection connection, DbTransaction? transaction, OrganizationState state, CancellationToken cancellationToken)
     {
         var command = Command(connection, transaction,
-            """
-            SELECT id, credits, expires_at, created_at, allocations, assistant_id, identifier
-            FROM holds WHERE organization_id = @id AND status = 'open'
-            """, ("@id", state.Id));
+            $"SELECT {OpenHoldColumns} FROM holds WHERE organization_id = @id AND status = 'open'", ("@id", state.Id));
         try
         {
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
@@ -179,7 +223,7 @@ public abstract partial class RelationalStore : ILedgerStore
         }
     }
 
-    private static HoldState ReadHold(DbDataReader reader, int first) => new(
+    protected static HoldState ReadHold(DbDataReader reader, int first) => new(
         reader.GetString(first), Long(reader, first + 1), Time(Long(reader, first + 2)), Time(Long(reader, first + 3)),
         JsonSerializer.Deserialize(reader.GetString(first + 4), LedgerJson.Default.AllocationArray) ?? [],
         NullableString(reader, first + 5), NullableString(reader, first + 6));
@@ -187,15 +231,12 @@ public abstract partial class RelationalStore : ILedgerStore
     private async Task LoadAssistantsAsync(DbConnection connection, DbTransaction? transaction, OrganizationState state, CancellationToken cancellationToken)
     {
         var command = Command(connection, transaction,
-            "SELECT id, name, created_at FROM assistants WHERE organization_id = @id AND deleted_at IS NULL ORDER BY created_at, id",
+            $"SELECT {AssistantColumns} FROM assistants WHERE organization_id = @id AND deleted_at IS NULL ORDER BY created_at, id",
             ("@id", state.Id));
         try
         {
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-            while (await reader.ReadAsync(cancellationToken))
-            {
-                state.Assistants.Add(new AssistantState(reader.GetString(0), reader.GetString(1), Time(Long(reader, 2))));
-            }
+            while (await reader.ReadAsync(cancellationToken)) state.Assistants.Add(ReadAssistant(reader, 0));
         }
         finally
         {
@@ -210,16 +251,12 @@ public abstract partial class RelationalStore : ILedgerStore
         foreach (var (organizationId, key) in request.IdempotencyKeys)
         {
             var command = Command(connection, transaction,
-                "SELECT fingerprint, result, created_at FROM idempotency_keys WHERE organization_id = @organization AND key = @key",
+                $"SELECT {IdempotencyColumns} FROM idempotency_keys WHERE organization_id = @organization AND key = @key",
                 ("@organization", organizationId), ("@key", key));
             try
             {
                 await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-                if (await reader.ReadAsync(cancellationToken))
-                {
-                    lookups.Idempotency[(organizationId, key)] =
-                        new IdempotencyRecord(organizationId, key, reader.GetString(0), reader.GetString(1), Time(Long(reader, 2)));
-                }
+                if (await reader.ReadAsync(cancellationToken)) lookups.Idempotency[(organizationId, key)] = ReadIdempotency(reader, 0, organizationId, key);
             }
             finally
             {
@@ -242,27 +279,12 @@ public abstract partial class RelationalStore : ILedgerStore
     private async Task<ConsumptionRecord?> FindConsumptionAsync(DbConnection connection, DbTransaction? transaction, string organizationId, string consumptionId, CancellationToken cancellationToken)
     {
         var command = Command(connection, transaction,
-            """
-            SELECT id, credits, refunded, allocations, period_start, assistant_id, identifier, hold_id, created_at
-            FROM consumptions WHERE id = @id AND organization_id = @organization
-            """, ("@id", consumptionId), ("@organization", organizationId));
+            $"SELECT {ConsumptionColumns} FROM consumptions WHERE id = @id AND organization_id = @organization",
+            ("@id", consumptionId), ("@organization", organizationId));
         try
         {
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-            if (!await reader.ReadAsync(cancellationToken)) return null;
-            return new ConsumptionRecord
-            {
-                Id = reader.GetString(0),
-                OrganizationId = organizationId,
-                Credits = Long(reader, 1),
-                Refunded = Long(reader, 2),
-                Allocations = JsonSerializer.Deserialize(reader.GetString(3), LedgerJson.Default.AllocationArray) ?? [],
-                PeriodStart = Time(NullableLong(reader, 4)),
-                AssistantId = NullableString(reader, 5),
-                Identifier = NullableString(reader, 6),
-                HoldId = NullableString(reader, 7),
-                CreatedAt = Time(Long(reader, 8)),
-            };
+            return await reader.ReadAsync(cancellationToken) ? ReadConsumption(reader, 0, organizationId) : null;
         }
         finally
         {
@@ -273,16 +295,12 @@ public abstract partial class RelationalStore : ILedgerStore
     private async Task<HoldRow?> FindHoldAsync(DbConnection connection, DbTransaction? transaction, string organizationId, string holdId, CancellationToken cancellationToken)
     {
         var command = Command(connection, transaction,
-            """
-            SELECT id, credits, expires_at, created_at, allocations, assistant_id, identifier, status, captured, settled_at
-            FROM holds WHERE id = @id AND organization_id = @organization
-            """, ("@id", holdId), ("@organization", organizationId));
+            $"SELECT {HoldRowColumns} FROM holds WHERE id = @id AND organization_id = @organization",
+            ("@id", holdId), ("@organization", organizationId));
         try
         {
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-            if (!await reader.ReadAsync(cancellationToken)) return null;
-            var status = Enum.Parse<HoldStatus>(reader.GetString(7), ignoreCase: true);
-            return new HoldRow(organizationId, ReadHold(reader, 0), status, Long(reader, 8), Time(NullableLong(reader, 9)));
+            return await reader.ReadAsync(cancellationToken) ? ReadHoldRow(reader, 0, organizationId) : null;
         }
         finally
         {
@@ -290,52 +308,138 @@ public abstract partial class RelationalStore : ILedgerStore
         }
     }
 
-    /// <summary>Writes everything one batch changed, inside the caller's transaction.</summary>
-    protected async Task WriteChangesAsync(DbConnection connection, DbTransaction? transaction, BatchChanges changes, CancellationToken cancellationToken)
+    /// <summary>Whether a column holds text or a whole number: the only two types the schema uses.</summary>
+    protected enum ColumnType { Text, Integer }
+
+    /// <summary>
+    /// One table's insert-or-update, written once for both stores: its columns, the clause that makes it an
+    /// upsert, and the single-row statement. SQLite runs that statement per row; PostgreSQL sends all of a
+    /// batch's rows for the table as arrays in one statement. Row values are given in column order.
+    /// </summary>
+    protected sealed class TableWrite
     {
-        foreach (var state in changes.Organizations.Values) await WriteOrganizationAsync(connection, transaction, state, cancellationToken);
-        foreach (var (organizationId, grant) in changes.Grants.Values) await WriteGrantAsync(connection, transaction, organizationId, grant, cancellationToken);
-        foreach (var hold in changes.Holds.Values) await WriteHoldAsync(connection, transaction, hold, cancellationToken);
-        foreach (var consumption in changes.Consumptions.Values) await WriteConsumptionAsync(connection, transaction, consumption, cancellationToken);
-        foreach (var entry in changes.Entries)
+        public TableWrite(string table, string conflict, params (string Name, ColumnType Type)[] columns)
         {
-            await ExecuteAsync(connection, transaction,
-                """
-                INSERT INTO ledger_entries (organization_id, kind, grant_id, credits, reference_id, created_at)
-                VALUES (@organization, @kind, @grant, @credits, @reference, @created)
-                """, cancellationToken,
-                ("@organization", entry.OrganizationId), ("@kind", Names.Of(entry.Kind)), ("@grant", entry.GrantId),
-                ("@credits", entry.Credits), ("@reference", entry.ReferenceId), ("@created", Milliseconds(entry.CreatedAt)));
+            Table = table;
+            Conflict = conflict;
+            Columns = columns;
+            ParameterNames = Array.ConvertAll(columns, column => "@" + column.Name);
+            ColumnList = string.Join(", ", columns.Select(column => column.Name));
+            RowSql = $"INSERT INTO {table} ({ColumnList}) VALUES ({string.Join(", ", ParameterNames)}) {conflict}";
         }
-        foreach (var record in changes.Idempotency.Values)
-        {
-            await ExecuteAsync(connection, transaction,
-                "INSERT INTO idempotency_keys (organization_id, key, fingerprint, result, created_at) VALUES (@organization, @key, @fingerprint, @result, @created)",
-                cancellationToken, ("@organization", record.OrganizationId), ("@key", record.Key), ("@fingerprint", record.Fingerprint),
-                ("@result", record.Result), ("@created", Milliseconds(record.CreatedAt)));
-        }
-        await WriteAssistantsAndKeysAsync(connection, transaction, changes, cancellationToken);
-        foreach (var audit in changes.AuditEntries) await WriteAuditAsync(connection, transaction, audit, cancellationToken);
+
+        public string Table { get; }
+        public string Conflict { get; }
+        public (string Name, ColumnType Type)[] Columns { get; }
+        public string[] ParameterNames { get; }
+        public string ColumnList { get; }
+        public string RowSql { get; }
     }
 
-    private Task WriteOrganizationAsync(DbConnection connection, DbTransaction? transaction, OrganizationState state, CancellationToken cancellationToken)
+    private static readonly TableWrite OrganizationsWrite = new("organizations",
+        """
+        ON CONFLICT (id) DO UPDATE SET name = excluded.name, external_id = excluded.external_id, status = excluded.status,
+            plan = excluded.plan, credits_per_period = excluded.credits_per_period, period = excluded.period,
+            anchor = excluded.anchor, rollover_max = excluded.rollover_max, period_start = excluded.period_start,
+            period_end = excluded.period_end, used_in_period = excluded.used_in_period, next_deadline = excluded.next_deadline
+        """,
+        ("id", ColumnType.Text), ("name", ColumnType.Text), ("external_id", ColumnType.Text), ("status", ColumnType.Text),
+        ("created_at", ColumnType.Integer), ("plan", ColumnType.Text), ("credits_per_period", ColumnType.Integer), ("period", ColumnType.Text),
+        ("anchor", ColumnType.Integer), ("rollover_max", ColumnType.Integer), ("period_start", ColumnType.Integer),
+        ("period_end", ColumnType.Integer), ("used_in_period", ColumnType.Integer), ("next_deadline", ColumnType.Integer));
+
+    private static readonly TableWrite GrantsWrite = new("grants",
+        "ON CONFLICT (id) DO UPDATE SET remaining = excluded.remaining, expired = excluded.expired",
+        ("id", ColumnType.Text), ("organization_id", ColumnType.Text), ("credits", ColumnType.Integer), ("remaining", ColumnType.Integer),
+        ("source", ColumnType.Text), ("priority", ColumnType.Integer), ("effective_at", ColumnType.Integer), ("expires_at", ColumnType.Integer),
+        ("created_at", ColumnType.Integer), ("period_start", ColumnType.Integer), ("expired", ColumnType.Integer));
+
+    private static readonly TableWrite HoldsWrite = new("holds",
+        "ON CONFLICT (id) DO UPDATE SET status = excluded.status, captured = excluded.captured, settled_at = excluded.settled_at",
+        ("id", ColumnType.Text), ("organization_id", ColumnType.Text), ("credits", ColumnType.Integer), ("status", ColumnType.Text),
+        ("expires_at", ColumnType.Integer), ("created_at", ColumnType.Integer), ("allocations", ColumnType.Text), ("assistant_id", ColumnType.Text),
+        ("identifier", ColumnType.Text), ("captured", ColumnType.Integer), ("settled_at", ColumnType.Integer));
+
+    private static readonly TableWrite ConsumptionsWrite = new("consumptions",
+        "ON CONFLICT (id) DO UPDATE SET refunded = excluded.refunded",
+        ("id", ColumnType.Text), ("organization_id", ColumnType.Text), ("credits", ColumnType.Integer), ("refunded", ColumnType.Integer),
+        ("allocations", ColumnType.Text), ("period_start", ColumnType.Integer), ("assistant_id", ColumnType.Text), ("identifier", ColumnType.Text),
+        ("metadata", ColumnType.Text), ("hold_id", ColumnType.Text), ("created_at", ColumnType.Integer));
+
+    // Append-only: no conflict clause, so a repeated row is an error rather than a silent overwrite.
+    private static readonly TableWrite EntriesWrite = new("ledger_entries", "",
+        ("organization_id", ColumnType.Text), ("kind", ColumnType.Text), ("grant_id", ColumnType.Text), ("credits", ColumnType.Integer),
+        ("reference_id", ColumnType.Text), ("created_at", ColumnType.Integer));
+
+    // Rule 2: no conflict clause either; the primary key (organization_id, key) fails the batch on a duplicate.
+    private static readonly TableWrite IdempotencyWrite = new("idempotency_keys", "",
+        ("organization_id", ColumnType.Text), ("key", ColumnType.Text), ("fingerprint", ColumnType.Text), ("result", ColumnType.Text),
+        ("created_at", ColumnType.Integer));
+
+    private static readonly TableWrite AssistantsWrite = new("assistants", "",
+        ("id", ColumnType.Text), ("organization_id", ColumnType.Text), ("name", ColumnType.Text), ("created_at", ColumnType.Integer));
+
+    private static readonly TableWrite KeysWrite = new("api_keys", "",
+        ("id", ColumnType.Text), ("organization_id", ColumnType.Text), ("name", ColumnType.Text), ("public_key", ColumnType.Text),
+        ("secret_hash", ColumnType.Text), ("scopes", ColumnType.Integer), ("created_at", ColumnType.Integer));
+
+    private static readonly TableWrite AuditWrite = new("audit_log", "",
+        ("at", ColumnType.Integer), ("actor", ColumnType.Text), ("action", ColumnType.Text), ("organization_id", ColumnType.Text),
+        ("status", ColumnType.Integer), ("request_id", ColumnType.Text));
+
+    /// <summary>Writes everything one batch changed, inside the caller's transaction, one statement per row.</summary>
+    protected async Task WriteChangesAsync(DbConnection connection, DbTransaction? transaction, BatchChanges changes, CancellationToken cancellationToken)
+    {
+        foreach (var (table, rows) in RowsToWrite(changes))
+        {
+            foreach (var row in rows)
+            {
+                var parameters = new (string, object?)[row.Length];
+                for (var column = 0; column < row.Length; column++) parameters[column] = (table.ParameterNames[column], row[column]);
+                await ExecuteAsync(connection, transaction, table.RowSql, cancellationToken, parameters);
+            }
+        }
+        await WriteUpdatesAsync(connection, transaction, changes, cancellationToken);
+    }
+
+    /// <summary>The rows one batch inserts or updates, table by table, in the order they must be written.</summary>
+    protected static List<(TableWrite Table, List<object?[]> Rows)> RowsToWrite(BatchChanges changes)
+    {
+        var tables = new List<(TableWrite, List<object?[]>)>(8);
+        void Add<T>(TableWrite table, ICollection<T> items, Func<T, object?[]> row)
+        {
+            if (items.Count == 0) return;
+            var rows = new List<object?[]>(items.Count);
+            foreach (var item in items) rows.Add(row(item));
+            tables.Add((table, rows));
+        }
+        Add(OrganizationsWrite, changes.Organizations.Values, OrganizationRow);
+        Add(GrantsWrite, changes.Grants.Values, pair => GrantRow(pair.OrganizationId, pair.Grant));
+        Add(HoldsWrite, changes.Holds.Values, HoldRowValues);
+        Add(ConsumptionsWrite, changes.Consumptions.Values, ConsumptionRow);
+        Add(EntriesWrite, changes.Entries, entry =>
+            [entry.OrganizationId, Names.Of(entry.Kind), entry.GrantId, entry.Credits, entry.ReferenceId, Milliseconds(entry.CreatedAt)]);
+        Add(IdempotencyWrite, changes.Idempotency.Values, record =>
+            [record.OrganizationId, record.Key, record.Fingerprint, record.Result, Milliseconds(record.CreatedAt)]);
+        Add(AssistantsWrite, changes.AssistantsAdded, pair =>
+            [pair.Assistant.Id, pair.OrganizationId, pair.Assistant.Name, Milliseconds(pair.Assistant.CreatedAt)]);
+        Add(KeysWrite, changes.KeysAdded, key =>
+            [key.Id, key.OrganizationId, key.Name, key.PublicKey, key.SecretHash, (long)key.Scopes, Milliseconds(key.CreatedAt)]);
+        Add(AuditWrite, changes.AuditEntries, entry =>
+            [Milliseconds(entry.At), entry.Actor, entry.Action, entry.OrganizationId, (long)entry.Status, entry.RequestId]);
+        return tables;
+    }
+
+    private static object?[] OrganizationRow(OrganizationState state)
     {
         var subscription = state.Subscription;
-        return ExecuteAsync(connection, transaction,
-            """
-            INSERT INTO organizations (id, name, external_id, status, created_at, plan, credits_per_period, period, anchor,
-                rollover_max, period_start, period_end, used_in_period, next_deadline)
-            VALUES (@id, @name, @external, @status, @created, @plan, @perPeriod, @period, @anchor, @rollover, @start, @end, @used, @deadline)
-            ON CONFLICT (id) DO UPDATE SET name = excluded.name, external_id = excluded.external_id, status = excluded.status,
-                plan = excluded.plan, credits_per_period = excluded.credits_per_period, period = excluded.period,
-                anchor = excluded.anchor, rollover_max = excluded.rollover_max, period_start = excluded.period_start,
-                period_end = excluded.period_end, used_in_period = excluded.used_in_period, next_deadline = excluded.next_deadline
-            """, cancellationToken,
-            ("@id", state.Id), ("@name", state.Name), ("@external", state.ExternalId), ("@status", Names.Of(state.Status)),
-            ("@created", Milliseconds(state.CreatedAt)), ("@plan", subscription?.Plan), ("@perPeriod", subscription?.CreditsPerPeriod),
-            ("@period", subscription is null ? null : Names.Of(subscription.Period)), ("@anchor", Milliseconds(subscription?.Anchor)),
-            ("@rollover", subscription?.RolloverMax), ("@start", Milliseconds(subscription?.PeriodStart)),
-            ("@end", Milliseconds(subscription?.PeriodEnd)), ("@used", state.UsedInPeriod), ("@deadline", Milliseconds(NextDeadline(state))));
+        return
+        [
+            state.Id, state.Name, state.ExternalId, Names.Of(state.Status), Milliseconds(state.CreatedAt), subscription?.Plan,
+            subscription?.CreditsPerPeriod, subscription is null ? null : Names.Of(subscription.Period), Milliseconds(subscription?.Anchor),
+            subscription?.RolloverMax, Milliseconds(state.UsagePeriodStart), Milliseconds(subscription?.PeriodEnd), state.UsedInPeriod,
+            Milliseconds(NextDeadline(state)),
+        ];
     }
 
     /// <summary>The next instant at which time alone changes this organization: what the sweep looks for.</summary>
@@ -354,67 +458,37 @@ public abstract partial class RelationalStore : ILedgerStore
         return next;
     }
 
-    private Task WriteGrantAsync(DbConnection connection, DbTransaction? transaction, string organizationId, GrantState grant, CancellationToken cancellationToken) =>
-        ExecuteAsync(connection, transaction,
-            """
-            INSERT INTO grants (id, organization_id, credits, remaining, source, priority, effective_at, expires_at, created_at, period_start, expired)
-            VALUES (@id, @organization, @credits, @remaining, @source, @priority, @effective, @expires, @created, @periodStart, @expired)
-            ON CONFLICT (id) DO UPDATE SET remaining = excluded.remaining, expired = excluded.expired
-            """, cancellationToken,
-            ("@id", grant.Id), ("@organization", organizationId), ("@credits", grant.Credits), ("@remaining", grant.Remaining),
-            ("@source", Names.Of(grant.Source)), ("@priority", (long)grant.Priority), ("@effective", Milliseconds(grant.EffectiveAt)),
-            ("@expires", Milliseconds(grant.ExpiresAt)), ("@created", Milliseconds(grant.CreatedAt)),
-            ("@periodStart", Milliseconds(grant.PeriodStart)), ("@expired", grant.Expired ? 1L : 0L));
+    private static object?[] GrantRow(string organizationId, GrantState grant) =>
+    [
+        grant.Id, organizationId, grant.Credits, grant.Remaining, Names.Of(grant.Source), (long)grant.Priority,
+        Milliseconds(grant.EffectiveAt), Milliseconds(grant.ExpiresAt), Milliseconds(grant.CreatedAt), Milliseconds(grant.PeriodStart),
+        grant.Expired ? 1L : 0L,
+    ];
 
-    private Task WriteHoldAsync(DbConnection connection, DbTransaction? transaction, HoldRow row, CancellationToken cancellationToken) =>
-        ExecuteAsync(connection, transaction,
-            """
-            INSERT INTO holds (id, organization_id, credits, status, expires_at, created_at, allocations, assistant_id, identifier, captured, settled_at)
-            VALUES (@id, @organization, @credits, @status, @expires, @created, @allocations, @assistant, @identifier, @captured, @settled)
-            ON CONFLICT (id) DO UPDATE SET status = excluded.status, captured = excluded.captured, settled_at = excluded.settled_at
-            """, cancellationToken,
-            ("@id", row.Hold.Id), ("@organization", row.OrganizationId), ("@credits", row.Hold.Credits), ("@status", Names.Of(row.Status)),
-            ("@expires", Milliseconds(row.Hold.ExpiresAt)), ("@created", Milliseconds(row.Hold.CreatedAt)),
-            ("@allocations", JsonSerializer.Serialize(row.Hold.Allocations, LedgerJson.Default.AllocationArray)),
-            ("@assistant", row.Hold.AssistantId), ("@identifier", row.Hold.Identifier), ("@captured", row.Captured),
-            ("@settled", Milliseconds(row.SettledAt)));
+    private static object?[] HoldRowValues(HoldRow row) =>
+    [
+        row.Hold.Id, row.OrganizationId, row.Hold.Credits, Names.Of(row.Status), Milliseconds(row.Hold.ExpiresAt),
+        Milliseconds(row.Hold.CreatedAt), JsonSerializer.Serialize(row.Hold.Allocations, LedgerJson.Default.AllocationArray),
+        row.Hold.AssistantId, row.Hold.Identifier, row.Captured, Milliseconds(row.SettledAt),
+    ];
 
-    private Task WriteConsumptionAsync(DbConnection connection, DbTransaction? transaction, ConsumptionRecord consumption, CancellationToken cancellationToken) =>
-        ExecuteAsync(connection, transaction,
-            """
-            INSERT INTO consumptions (id, organization_id, credits, refunded, allocations, period_start, assistant_id, identifier, metadata, hold_id, created_at)
-            VALUES (@id, @organization, @credits, @refunded, @allocations, @periodStart, @assistant, @identifier, @metadata, @hold, @created)
-            ON CONFLICT (id) DO UPDATE SET refunded = excluded.refunded
-            """, cancellationToken,
-            ("@id", consumption.Id), ("@organization", consumption.OrganizationId), ("@credits", consumption.Credits),
-            ("@refunded", consumption.Refunded), ("@allocations", JsonSerializer.Serialize(consumption.Allocations, LedgerJson.Default.AllocationArray)),
-            ("@periodStart", Milliseconds(consumption.PeriodStart)), ("@assistant", consumption.AssistantId), ("@identifier", consumption.Identifier),
-            ("@metadata", consumption.Metadata is null ? null : JsonSerializer.Serialize(consumption.Metadata, LedgerJson.Default.DictionaryStringString)),
-            ("@hold", consumption.HoldId), ("@created", Milliseconds(consumption.CreatedAt)));
+    private static object?[] ConsumptionRow(ConsumptionRecord consumption) =>
+    [
+        consumption.Id, consumption.OrganizationId, consumption.Credits, consumption.Refunded,
+        JsonSerializer.Serialize(consumption.Allocations, LedgerJson.Default.AllocationArray), Milliseconds(consumption.PeriodStart),
+        consumption.AssistantId, consumption.Identifier,
+        consumption.Metadata is null ? null : JsonSerializer.Serialize(consumption.Metadata, LedgerJson.Default.DictionaryStringString),
+        consumption.HoldId, Milliseconds(consumption.CreatedAt),
+    ];
 
-    private async Task WriteAssistantsAndKeysAsync(DbConnection connection, DbTransaction? transaction, BatchChanges changes, CancellationToken cancellationToken)
+    /// <summary>The changes that are updates of rows this batch did not load: removed assistants and revoked keys (both rare).</summary>
+    protected async Task WriteUpdatesAsync(DbConnection connection, DbTransaction? transaction, BatchChanges changes, CancellationToken cancellationToken)
     {
-        foreach (var (organizationId, assistant) in changes.AssistantsAdded)
-        {
-            await ExecuteAsync(connection, transaction,
-                "INSERT INTO assistants (id, organization_id, name, created_at) VALUES (@id, @organization, @name, @created)", cancellationToken,
-                ("@id", assistant.Id), ("@organization", organizationId), ("@name", assistant.Name), ("@created", Milliseconds(assistant.CreatedAt)));
-        }
         foreach (var (organizationId, assistantId, deletedAt) in changes.AssistantsRemoved)
         {
             await ExecuteAsync(connection, transaction,
                 "UPDATE assistants SET deleted_at = @deleted WHERE id = @id AND organization_id = @organization", cancellationToken,
                 ("@deleted", Milliseconds(deletedAt)), ("@id", assistantId), ("@organization", organizationId));
-        }
-        foreach (var key in changes.KeysAdded)
-        {
-            await ExecuteAsync(connection, transaction,
-                """
-                INSERT INTO api_keys (id, organization_id, name, public_key, secret_hash, scopes, created_at)
-                VALUES (@id, @organization, @name, @public, @hash, @scopes, @created)
-                """, cancellationToken,
-                ("@id", key.Id), ("@organization", key.OrganizationId), ("@name", key.Name), ("@public", key.PublicKey),
-                ("@hash", key.SecretHash), ("@scopes", (long)key.Scopes), ("@created", Milliseconds(key.CreatedAt)));
         }
         foreach (var (keyId, revokedAt) in changes.KeysRevoked)
         {

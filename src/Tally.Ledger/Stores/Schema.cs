@@ -79,5 +79,13 @@ internal static class Schema
                 status BIGINT NOT NULL, request_id TEXT)
             """,
         ]),
+        // Rule 6 asks for one live allowance per period. A plan change or a new subscription within a period
+        // expires the period's allowance and issues another for the same period start, which the index of
+        // version 1 refused (failing the whole batch); expired grants are history and stay out of the index.
+        (3,
+        [
+            "DROP INDEX IF EXISTS grants_one_per_period",
+            "CREATE UNIQUE INDEX IF NOT EXISTS grants_one_live_per_period ON grants (organization_id, source, period_start) WHERE expired = 0",
+        ]),
     ];
 }

@@ -45,9 +45,8 @@ public sealed class Credentials(LedgerEngine engine, OperatorKey operatorKey)
         }
         // A key always names an organization that was created; none found means it was deleted, which
         // seeds/002 answers like a disabled one (404), not like an unknown key (401).
-        var organization = await engine.GetOrganizationAsync(key.OrganizationId, context.RequestAborted);
-        if (organization is null) return (new OrganizationCaller(key), CredentialFailure.OrganizationUnavailable);
-        if (organization.Status != Names.Of(OrganizationStatus.Active)) return (new OrganizationCaller(key), CredentialFailure.OrganizationUnavailable);
+        var organization = await engine.Store.ReadOrganizationAsync(key.OrganizationId, context.RequestAborted);
+        if (organization is not { Status: OrganizationStatus.Active }) return (new OrganizationCaller(key), CredentialFailure.OrganizationUnavailable);
         if ((key.Scopes & required) != required) return (new OrganizationCaller(key), CredentialFailure.MissingScope);
         return (new OrganizationCaller(key), CredentialFailure.None);
     }

@@ -8,6 +8,7 @@ using Tally.Consumptions;
 using Tally.Holds;
 using Tally.Ledger.Engine;
 using Tally.Ledger.Stores;
+using Tally.Ledger.Stores.Postgres;
 using Tally.Ledger.Stores.Sqlite;
 using Tally.Operations;
 
@@ -83,7 +84,9 @@ public sealed class TallyServer
     public static ILedgerStore CreateStore(TallyOptions options) => options.Store switch
     {
         StoreKind.Sqlite => new SqliteLedgerStore(options.DataDirectory),
-        _ => throw new NotSupportedException("The PostgreSQL store is not built yet."),
+        StoreKind.Postgres => new PostgresLedgerStore(options.Connection is { Length: > 0 } connection ? connection
+            : throw new ArgumentException("--store postgres needs a connection string: --connection \"Host=…;Database=…;Username=…\" or TALLY_CONNECTION.")),
+        _ => throw new ArgumentOutOfRangeException(nameof(options), options.Store, "Unknown store."),
     };
 }
 

@@ -1,0 +1,194 @@
+using Tally.Ledger.Engine;
+using Tally.Ledger.Model;
+using static Tally.Ledger.Tests.Contract.LedgerHarness;
+
+namespace Tally.Ledger.Tests.Contract;
+
+/// <summary>Rule 4 (an active subscription is required to spend) and the organization's own status.</summary>
+public abstract partial class LedgerContract
+{
+    [Fact]
+    public async Task ConsumingWithoutASubscriptionIsRefusedWithNoActiveSubscription()
+    {
+        await using var ledger = await StartAsync();
+        var organization = await ledger.OrganizationWithoutSubscriptionAsync();
+        Refused(await ledger.ConsumeAsync(organization), ErrorCode.NoActiveSubscription);
+        var balance = await ledger.BalanceAsync(organization);
+        Assert.Equal("none", balance.Subscription.Status);
+        Assert.Equal(0, balance.Used);
+    }
+
+    [Fact]
+    public async Task HoldingWithoutASubscriptionIsRefusedWithNoActiveSubscription()
+    {
+        await using var ledger = await StartAsync();
+        var organization = await ledger.OrganizationWithoutSubscriptionAsync();
+        Refused(await ledger.HoldAsync(organization, 1), ErrorCode.NoActiveSubscription);
+        Assert.Equal(0, (await ledger.BalanceAsync(organization)).Held);
+    }
+
+    [Fact]
+    public async Task TopUpsWithoutASubscriptionCannotBeSpentUntilOneIsActive()
+    {
+        await using var ledger = await StartAsync();
+        var organization = await ledger.OrganizationWithoutSubscriptionAsync();
+        await ledger.TopUpAsync(organization, 20);
+        Refused(await ledger.ConsumeAsync(organization, 1, "early"), ErrorCode.NoActiveSubscription);
+        await ledger.SubscribeAsync(organization, 0);
+        Value(await ledger.ConsumeAsync(organization, 1, "early"));
+        Assert.Equal(19, (await ledger.BalanceAsync(organization)).Remaining);
+    }
+
+    [Fact]
+    public async Task AZeroCreditSubscriptionSpendsOnlyItsTopUps()
+    {
+        await using var ledger = await StartAsync();
+        var organization = await ledger.OrganizationAsync(0);
+        var empty = await ledger.BalanceAsync(organization);
+        Assert.Equal((0L, 0L, 0L), (empty.Total, empty.Used, empty.Remaining));
+        Assert.Empty(empty.Grants);
+        Refused(await ledger.ConsumeAsync(organization), ErrorCode.InsufficientCredits);
+        await ledger.TopUpAsync(organization, 7);
+        Value(await ledger.ConsumeAsync(organization, 7));
+        Refused(await ledger.ConsumeAsync(organization), ErrorCode.InsufficientCredits);
+        // A prepaid plan renews to nothing: no allowance grant is issued at the boundary.
+        ledger.Time.Advance(TimeSpan.FromDays(31));
+        Value(await ledger.Engine.AdvanceAsync(organization));
+        var renewed = await ledger.BalanceAsync(organization);
+        Assert.Equal((0L, 0L), (renewed.Used, renewed.Remaining));
+        Assert.DoesNotContain(renewed.Grants, grant => grant.Source == "allowance");
+    }
+
+    [Fact]
+    public async Task ACancelledSubscriptionRefusesSpendingAndEndsItsAllowance()
+    {
+        await using var ledger = await StartAsync();
+        var organization = await ledger.OrganizationAsync(100);
+        await ledger.TopUpAsync(organization, 5);
+        var hold = Value(await ledger.HoldAsync(organization, 10));
+        Value(await ledger.ConsumeAsync(organization, 30));
+        Value(await ledger.Engine.CancelSubscriptionAsync(organization));
+        Refused(await ledger.ConsumeAsync(organization), ErrorCode.NoActiveSubscription);
+        Refused(await ledger.HoldAsync(organization, 1), ErrorCode.NoActiveSubscription);
+        var balance = await ledger.BalanceAsync(organization);
+        Assert.Equal("none", balance.Subscription.Status);
+        Assert.DoesNotContain(balance.Grants, grant => grant.Source == "allowance");
+        // The hold taken before the cancellation can still be settled; its credits came from the ended allowance.
+        Value(await ledger.ReleaseAsync(organization, hold.Id));
+        Assert.Equal(5, (await ledger.BalanceAsync(organization)).Remaining);
+        Assert.Equal(5, await ledger.LedgerRemainingAsync(organization));
+    }
+
+    [Fact]
+    public async Task SubscribingAgainWithinTheSamePeriodIssuesAFreshAllowanceAndKeepsThePeriodsUsage()
+    {
+        await using var ledger = await StartAsync();
+        var organization = await ledger.OrganizationAsync(100);
+        var anchor = ledger.Time.GetUtcNow();
+        var consumption = Value(await ledger.ConsumeAsync(organization, 40));
+        Value(await ledger.Engine.CancelSubscriptionAsync(organization));
+        Assert.Equal((0L, 0L, 0L), await TotalUsedAndRemainingAsync(ledger, organization));
+        ledger.Time.Advance(TimeSpan.FromHours(1));
+        // A refund while cancelled still belongs to the period the consumption was made in.
+        Value(await ledger.RefundAsync(organization, consumption.Id, 5));
+        await ledger.RestartAsync();
+        await ledger.SubscribeAsync(organization, 100, anchor: anchor);
+        // Rule 9 counts what was consumed in the current period, and periods follow the anchor: the 35 still count.
+        Assert.Equal((135L, 35L, 100L), await TotalUsedAndRemainingAsync(ledger, organization));
+        Value(await ledger.ConsumeAsync(organization, 100));
+        Assert.Equal((135L, 135L, 0L), await TotalUsedAndRemainingAsync(ledger, organization));
+    }
+
+    [Fact]
+    public async Task SubscribingAgainInALaterPeriodStartsItsUsageAtZero()
+    {
+        await using var ledger = await StartAsync();
+        var organization = await ledger.OrganizationAsync(100);
+        var anchor = ledger.Time.GetUtcNow();
+        Value(await ledger.ConsumeAsync(organization, 40));
+        Value(await ledger.Engine.CancelSubscriptionAsync(organization));
+        ledger.Time.Advance(TimeSpan.FromDays(40));
+        await ledger.SubscribeAsync(organization, 100, anchor: anchor);
+        Assert.Equal((100L, 0L, 100L), await TotalUsedAndRemainingAsync(ledger, organization));
+        Assert.Equal(anchor.AddMonths(1), (await ledger.BalanceAsync(organization)).Subscription.PeriodStart);
+    }
+
+    [Fact]
+    public async Task ChangingThePlanMidPeriodReplacesTheAllowanceWithTheNewOne()
+    {
+        await using var ledger = await StartAsync();
+        var organization = await ledger.OrganizationAsync(100);
+        var anchor = ledger.Time.GetUtcNow();
+        Value(await ledger.ConsumeAsync(organization, 30));
+        ledger.Time.Advance(TimeSpan.FromDays(3));
+        await ledger.SubscribeAsync(organization, 500, anchor: anchor);
+        var balance = await ledger.BalanceAsync(organization);
+        Assert.Equal(500, balance.Remaining);
+        Assert.Equal(balance.Total, balance.Used + balance.Remaining);
+        Assert.Single(balance.Grants, grant => grant.Source == "allowance");
+        await ledger.RestartAsync();
+        Assert.Equal(500, (await ledger.BalanceAsync(organization)).Remaining);
+    }
+
+    [Fact]
+    public async Task PuttingTheSameSubscriptionAgainChangesNothing()
+    {
+        await using var ledger = await StartAsync();
+        var organization = await ledger.OrganizationAsync(100);
+        var anchor = ledger.Time.GetUtcNow();
+        Value(await ledger.ConsumeAsync(organization, 30));
+        await ledger.SubscribeAsync(organization, 100, anchor: anchor);
+        var balance = await ledger.BalanceAsync(organization);
+        Assert.Equal((30L, 70L), (balance.Used, balance.Remaining));
+        Assert.Single(balance.Grants);
+    }
+
+    [Fact]
+    public async Task ADisabledOrganizationCannotSpendUntilItIsEnabledAgain()
+    {
+        await using var ledger = await StartAsync();
+        var organization = await ledger.OrganizationAsync(10);
+        var hold = Value(await ledger.HoldAsync(organization, 2));
+        Value(await ledger.Engine.UpdateOrganizationAsync(organization, null, OrganizationStatus.Disabled));
+        Refused(await ledger.ConsumeAsync(organization), ErrorCode.NotFound);
+        Refused(await ledger.HoldAsync(organization, 1), ErrorCode.NotFound);
+        Assert.Equal("disabled", (await ledger.BalanceAsync(organization)).Status);
+        Value(await ledger.Engine.UpdateOrganizationAsync(organization, null, OrganizationStatus.Active));
+        Value(await ledger.ConsumeAsync(organization));
+        Value(await ledger.CaptureAsync(organization, hold.Id, 2));
+        Assert.Equal(7, (await ledger.BalanceAsync(organization)).Remaining);
+    }
+
+    [Fact]
+    public async Task ADeletedOrganizationIsNotFoundAnywhere()
+    {
+        await using var ledger = await StartAsync();
+        var organization = await ledger.OrganizationAsync(10);
+        var consumption = Value(await ledger.ConsumeAsync(organization, 1, "before-delete"));
+        Value(await ledger.Engine.DeleteOrganizationAsync(organization));
+        Refused(await ledger.ConsumeAsync(organization), ErrorCode.NotFound);
+        Refused(await ledger.ConsumeAsync(organization, 1, "before-delete"), ErrorCode.NotFound);
+        Refused(await ledger.HoldAsync(organization, 1), ErrorCode.NotFound);
+        Refused(await ledger.RefundAsync(organization, consumption.Id), ErrorCode.NotFound);
+        Refused(await ledger.GrantAsync(organization, 5), ErrorCode.NotFound);
+        Refused(await ledger.Engine.GetBalanceAsync(organization), ErrorCode.NotFound);
+        Assert.Null(await ledger.Engine.GetOrganizationAsync(organization));
+        await ledger.RestartAsync();
+        Refused(await ledger.Engine.GetBalanceAsync(organization), ErrorCode.NotFound);
+    }
+
+    [Fact]
+    public async Task AnUnknownOrganizationIsNotFound()
+    {
+        await using var ledger = await StartAsync();
+        var organization = "org-" + Guid.NewGuid();
+        Refused(await ledger.ConsumeAsync(organization), ErrorCode.NotFound);
+        Refused(await ledger.Engine.GetBalanceAsync(organization), ErrorCode.NotFound);
+    }
+
+    private static async Task<(long Total, long Used, long Remaining)> TotalUsedAndRemainingAsync(LedgerHarness ledger, string organization)
+    {
+        var balance = await ledger.BalanceAsync(organization);
+        return (balance.Total, balance.Used, balance.Remaining);
+    }
+}
