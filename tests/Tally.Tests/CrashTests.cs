@@ -9,15 +9,25 @@ namespace Tally.Tests;
 /// killed with SIGKILL at a random moment, started again on the same store, and must still hold every
 /// consumption it acknowledged, charge none twice and verify clean.
 /// </summary>
-public sealed class CrashTests(ITestOutputHelper output)
+/// <remarks>Both stores' rounds are in one class, so they run one after the other rather than compete for the cores.</remarks>
+public sealed class CrashTests(PostgresFixture postgres, ITestOutputHelper output) : IClassFixture<PostgresFixture>
 {
     private const int SqliteRounds = 10;
+    private const int PostgresRounds = 5;
 
     [Fact]
     public async Task EveryAcknowledgedConsumptionSurvivesTenSigkillsOnSqliteAndNoneIsChargedTwice()
     {
         await using var tally = await TallyProcess.StartAsync();
         await CrashRounds.RunAsync(tally, SqliteRounds, TestSeed.Create(output, nameof(EveryAcknowledgedConsumptionSurvivesTenSigkillsOnSqliteAndNoneIsChargedTwice)), output);
+    }
+
+    [PostgresFact]
+    public async Task EveryAcknowledgedConsumptionSurvivesFiveSigkillsOnPostgresqlAndNoneIsChargedTwice()
+    {
+        var connection = postgres.CreateDatabase("tally_crash");
+        await using var tally = await TallyProcess.StartAsync(arguments: ["--store", "postgres", "--connection", connection]);
+        await CrashRounds.RunAsync(tally, PostgresRounds, TestSeed.Create(output, nameof(EveryAcknowledgedConsumptionSurvivesFiveSigkillsOnPostgresqlAndNoneIsChargedTwice)), output);
     }
 }
 
