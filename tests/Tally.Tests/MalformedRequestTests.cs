@@ -1,7 +1,5 @@
 using System.Net;
 using System.Text;
-using System.Text.Json.Nodes;
-using System.Text.RegularExpressions;
 using Tally.Tests.Infrastructure;
 
 namespace Tally.Tests;
@@ -11,7 +9,7 @@ namespace Tally.Tests;
 /// belongs to (problem+json with a stable code on /v1, the seeds' envelopes on the compatibility paths),
 /// and nothing is charged. Requests go over a raw socket so that every byte, header and framing is exact.
 /// </summary>
-public sealed partial class MalformedRequestTests(TallyServerFixture server) : IClassFixture<TallyServerFixture>
+public sealed class MalformedRequestTests(TallyServerFixture server) : IClassFixture<TallyServerFixture>
 {
     /// <summary>What a case may aim at: an organization with a consumption and an open hold, and another organization's.</summary>
     public sealed record Target(TestOrganization Organization, string ConsumptionId, string HoldId, TestOrganization Other, string OtherConsumptionId, string OtherHoldId);
@@ -46,6 +44,7 @@ public sealed partial class MalformedRequestTests(TallyServerFixture server) : I
         Assert.True((int)reply.Status is >= 400 and < 500, "expected a 4xx; " + context);
         Assert.True((int)reply.Status == @case.Status, $"expected {@case.Status}; " + context);
         AssertEnvelope(request.Path, (int)reply.Status, @case.Code, reply, context);
+        Assert.True(reply.Headers.ContainsKey("x-request-id"), "every answer of Tally carries its request id; " + context);
         Assert.Equal(before, (await server.SnapshotAsync(target.Organization.Id), await server.SnapshotAsync(target.Other.Id)));
         await server.AssertLedgerVerifiedAsync();
     }
@@ -86,39 +85,12 @@ public sealed partial class MalformedRequestTests(TallyServerFixture server) : I
 
     private static void AssertEnvelope(string path, int status, string? code, RawHttp.RawReply reply, string context)
     {
-        if (path.StartsWith("/chat/", StringComparison.Ordinal))
-        {
-            Assert.True(reply.ContentType == "application/json", "expected application/json; " + context);
-            Assert.True(CreditsUsageError().Match(reply.Text) is { Success: true } match && match.Groups["code"].Value == status.ToString(),
-                "expected the credits-usage envelope with Data null, Success false and Code = status; " + context);
-            return;
-        }
-        if (path.StartsWith("/api/v1/agents/", StringComparison.Ordinal))
-        {
-            Assert.True(reply.ContentType == "application/json", "expected application/json; " + context);
-            var expected = status switch
-            {
-                401 => "{\"success\":false,\"message\":\"Organization ID not found in request\"}",
-                404 => "{\"success\":false,\"message\":\"Agent not found or unauthorized\"}",
-                _ => null,
-            };
-            if (expected is not null) Assert.True(expected == reply.Text, $"expected {expected}; " + context);
-            else Assert.True(CheckBalanceError().IsMatch(reply.Text), "expected {\"success\":false,\"message\":…}; " + context);
-            return;
-        }
-        Assert.True(reply.ContentType == "application/problem+json", "expected application/problem+json; " + context);
-        var problem = reply.Json;
-        Assert.True(problem?["code"]?.GetValue<string>() == code, $"expected code {code}; " + context);
-        Assert.True(problem?["status"]?.GetValue<int>() == status, "expected status in the problem; " + context);
-        Assert.True(problem?["detail"]?.GetValue<string>() is { Length: > 0 }, "expected a detail saying what to fix; " + context);
-        if (code == "validation_failed") Assert.True(problem?["errors"] is JsonObject { Count: > 0 }, "expected the field errors; " + context);
+        var api = path.StartsWith("/chat/", StringComparison.Ordinal) ? Api.CreditsUsage
+            : path.StartsWith("/api/v1/agents/", StringComparison.Ordinal) ? Api.CheckBalance
+            : Api.Problem;
+        var mismatch = Envelopes.Mismatch(api, status, reply, code);
+        Assert.True(mismatch is null, mismatch + "; " + context);
     }
-
-    [GeneratedRegex("^\\{\"Data\":null,\"Version\":\"1\\.0\\.0\",\"Success\":false,\"Code\":(?<code>\\d{3}),\"Message\":\"(?:[^\"\\\\]|\\\\.)+\"\\}$")]
-    private static partial Regex CreditsUsageError();
-
-    [GeneratedRegex("^\\{\"success\":false,\"message\":\"(?:[^\"\\\\]|\\\\.)+\"\\}$")]
-    private static partial Regex CheckBalanceError();
 
     private static IEnumerable<Case> BuildCases()
     {
@@ -139,6 +111,8 @@ public sealed partial class MalformedRequestTests(TallyServerFixture server) : I
         yield return new("JSON string root", invalid, validation, target => Consume(target, "\"credits\""));
         yield return new("JSON number root", invalid, validation, target => Consume(target, "1"));
         yield return new("JSON null root", invalid, validation, target => Consume(target, "null"));
+        yield return new("invalid UTF-8 inside a JSON string", invalid, validation,
+            target => Consume(target, "{}") with { Body = [.. "{\"idempotencyKey\":\"k"u8, 0xFF, 0xFE, .. "\",\"identifier\":\"caf"u8, 0xC3, 0x28, .. "\"}"u8] });
         yield return new("deeply nested JSON", invalid, validation, target => Consume(target, "{\"idempotencyKey\":\"k\",\"metadata\":" + deep + "}"));
         yield return new("body over 64 KiB", 413, "payload_too_large", target => Consume(target, oversized));
         yield return new("body over 64 KiB sent chunked", 413, "payload_too_large", target => Consume(target, oversized) with { Chunked = true });
@@ -217,6 +191,8 @@ public sealed partial class MalformedRequestTests(TallyServerFixture server) : I
         // Unknown routes and wrong methods, in each API's envelope.
         yield return new("unknown route under /v1", 404, "not_found", target => new("GET", "/v1/nothing-here", target.Organization.Key.Bearer));
         yield return new("unknown route outside every API", 404, "not_found", target => new("GET", "/wp-login.php", null));
+        yield return new("unknown OpenAPI document", 404, "not_found", target => new("GET", "/openapi/v2.json", null));
+        yield return new("OpenAPI document name with an encoded slash", 404, "not_found", target => new("GET", "/openapi/%2fv1.json", null));
         yield return new("GET on a POST-only endpoint", 405, "method_not_allowed", target => new("GET", "/v1/consumptions", target.Organization.Key.Bearer));
         yield return new("DELETE on the balance", 405, "method_not_allowed", target => new("DELETE", "/v1/balance", target.Organization.Key.Bearer));
         yield return new("PUT on an admin collection", 405, "method_not_allowed", target => new("PUT", "/v1/admin/organizations", TallyServerFixture.Admin, "{}"));

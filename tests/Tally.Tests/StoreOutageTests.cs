@@ -30,6 +30,7 @@ public sealed class StoreOutageTests(TallyServerFixture server) : IClassFixture<
             var native = (await server.CallAsync(HttpMethod.Get, "/v1/balance", fresh.Bearer)).ExpectProblem(HttpStatusCode.InternalServerError, "internal");
             Assert.DoesNotContain("Exception", native.Text);
             Assert.DoesNotContain(" at ", native.Text);
+            Assert.True(native.Headers.Contains("X-Request-Id"), "a 500 still carries the request id that finds its log lines");
             (await server.CallAsync(HttpMethod.Get, "/readyz", null)).Expect(HttpStatusCode.ServiceUnavailable);
         }
         finally

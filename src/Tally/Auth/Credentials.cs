@@ -20,7 +20,7 @@ public enum CredentialFailure { None, Missing, Malformed, Unknown, MissingScope,
 public sealed class Credentials(LedgerEngine engine, OperatorKey operatorKey)
 {
     /// <summary>Longest header worth parsing: a public part, a colon and a secret, with room to spare.</summary>
-    private const int AuthorizationLengthMax = 512;
+    public const int AuthorizationLengthMax = 512;
 
     public async ValueTask<(OrganizationCaller? Caller, CredentialFailure Failure)> AuthenticateOrganizationAsync(
         HttpContext context, KeyScopes required)

@@ -42,6 +42,16 @@ public static class ErrorEnvelopes
         };
     }
 
+    /// <summary>
+    /// Drops whatever the failed handler set, but not the request id: an error's answer is where the client most
+    /// needs the id that finds its log lines.
+    /// </summary>
+    private static void ClearKeepingRequestId(HttpContext context)
+    {
+        context.Response.Clear();
+        context.Response.Headers[RequestPipeline.RequestIdHeader] = context.TraceIdentifier;
+    }
+
     public static IApplicationBuilder UseErrorEnvelopes(this IApplicationBuilder app)
     {
         app.Use(async (context, next) =>
@@ -58,13 +68,13 @@ public static class ErrorEnvelopes
             catch (BadHttpRequestException exception) when (!context.Response.HasStarted)
             {
                 var message = exception.StatusCode == 413 ? $"The request body is larger than {RequestBodyBytesMax} bytes." : "The request could not be read.";
-                context.Response.Clear();
+                ClearKeepingRequestId(context);
                 await For(context, exception.StatusCode, message).ExecuteAsync(context);
             }
             catch (Exception exception) when (!context.Response.HasStarted && exception is not OperationCanceledException)
             {
                 context.RequestServices.GetRequiredService<ILogger<TallyServer>>().LogError(exception, "Unhandled error on {Path}", context.Request.Path.Value);
-                context.Response.Clear();
+                ClearKeepingRequestId(context);
                 await For(context, 500, "Internal server error").ExecuteAsync(context);
             }
         });

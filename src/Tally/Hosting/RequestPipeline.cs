@@ -5,6 +5,9 @@ namespace Tally.Hosting;
 
 public static class RequestPipeline
 {
+    /// <summary>The response header carrying the request's id, which every log line of the request has in its scope.</summary>
+    public const string RequestIdHeader = "X-Request-Id";
+
     /// <summary>Paths that are never rate limited: probes and scrapes must work when clients are throttled.</summary>
     private static readonly string[] UnlimitedPaths = ["/healthz", "/readyz", "/metrics"];
 
@@ -20,7 +23,12 @@ public static class RequestPipeline
             {
                 if (UnlimitedPaths.Contains(context.Request.Path.Value)) return RateLimitPartition.GetNoLimiter("operations");
                 var authorization = context.Request.Headers.Authorization.ToString();
-                var partition = authorization.Length > 0 ? "key:" + authorization : "address:" + context.Connection.RemoteIpAddress;
+                // A bucket lives until it has been idle a while, and each distinct header makes one, so its name must
+                // stay small: a fixed-size hash, and no bucket of its own for a header too long to be a credential
+                // (a flood of distinct 32 KiB headers would otherwise hold that much memory per request).
+                var partition = authorization.Length is > 0 and <= Auth.Credentials.AuthorizationLengthMax
+                    ? "key:" + Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(authorization)))
+                    : "address:" + context.Connection.RemoteIpAddress;
                 return RateLimitPartition.GetTokenBucketLimiter(partition, _ => new TokenBucketRateLimiterOptions
                 {
                     TokenLimit = options.RateLimitPerSecond * 2,
@@ -45,7 +53,7 @@ public static class RequestPipeline
         app.Use(async (context, next) =>
         {
             var logger = context.RequestServices.GetRequiredService<ILogger<TallyServer>>();
-            context.Response.Headers["X-Request-Id"] = context.TraceIdentifier;
+            context.Response.Headers[RequestIdHeader] = context.TraceIdentifier;
             using (logger.BeginScope(new Dictionary<string, object> { ["RequestId"] = context.TraceIdentifier }))
             {
                 try

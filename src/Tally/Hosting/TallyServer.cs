@@ -66,7 +66,12 @@ public sealed class TallyServer
         app.MapCompatibility();
         app.MapOrganizationApi();
         app.MapAdmin();
-        app.MapOpenApi();
+        // Only the v1 document exists: another name is answered like any unknown path (404 in the problem
+        // envelope), not with the OpenAPI package's own plain-text 404.
+        app.MapOpenApi().AddEndpointFilter((context, next) =>
+            context.HttpContext.GetRouteValue("documentName") is string name && !name.Equals("v1", StringComparison.OrdinalIgnoreCase)
+                ? ValueTask.FromResult<object?>(Http.Problems.NotFound("No such OpenAPI document; it is /openapi/v1.json."))
+                : next(context));
         app.UseSwaggerUI(ui =>
         {
             ui.RoutePrefix = "docs";

@@ -31,7 +31,11 @@ public sealed class BodyReader
             using var buffer = new MemoryStream();
             await request.Body.CopyToAsync(buffer, request.HttpContext.RequestAborted);
             if (buffer.Length == 0) return (new BodyReader(JsonDocument.Parse("{}").RootElement), null);
-            document = JsonDocument.Parse(buffer.ToArray(), new JsonDocumentOptions { MaxDepth = JsonDepthMax });
+            var bytes = buffer.ToArray();
+            // JsonDocument checks a string's UTF-8 only when the string is read, which would then throw (a 500);
+            // checking the whole body first makes it a field error like any other unreadable body.
+            if (!System.Text.Unicode.Utf8.IsValid(bytes)) return (null, Problems.Validation("body", "The body is not valid UTF-8 text."));
+            document = JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = JsonDepthMax });
         }
         catch (JsonException exception)
         {
