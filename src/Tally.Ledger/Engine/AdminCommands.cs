@@ -24,13 +24,20 @@ internal static class Views
 
     public static BalanceView Balance(OrganizationState state, DateTimeOffset now)
     {
+        var figures = Figures(state, now);
+        var grants = state.Grants.Where(grant => !grant.Expired).Select(Grant).ToList();
+        return new BalanceView(state.Id, Subscription(state.Subscription), figures.Total, figures.Used, figures.Remaining, figures.Held,
+            figures.Unlimited, figures.HasAssistant, Names.Of(state.Status), grants);
+    }
+
+    /// <summary>The numbers of rule 9, without building the full view: what the compatibility endpoints need.</summary>
+    public static BalanceFigures Figures(OrganizationState state, DateTimeOffset now)
+    {
         var remaining = Rules.ReportedRemaining(state, now);
         var unlimited = state.Subscription is { Unlimited: true };
-        var grants = state.Grants.Where(grant => !grant.Expired).Select(Grant).ToList();
         // Without a subscription there is no current period, so nothing is used in it.
         var used = state.Subscription is null ? 0 : state.UsedInPeriod;
-        return new BalanceView(state.Id, Subscription(state.Subscription), unlimited ? -1 : used + remaining,
-            used, remaining, state.Held(), unlimited, state.Assistants.Count > 0, Names.Of(state.Status), grants);
+        return new BalanceFigures(state.Subscription is not null, unlimited, used, remaining, state.Held(), state.Assistants.Count > 0);
     }
 }
 

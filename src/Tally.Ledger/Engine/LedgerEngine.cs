@@ -170,6 +170,13 @@ public sealed class LedgerEngine : IAsyncDisposable
             : new(Views.Balance(state, time.GetUtcNow()), null);
     }
 
+    /// <summary>The balance's figures only, for the hot compatibility endpoints; null when the organization does not exist.</summary>
+    public async ValueTask<BalanceFigures?> GetFiguresAsync(string organizationId, CancellationToken cancellationToken = default)
+    {
+        var state = await ReadAdvancedAsync(organizationId, cancellationToken);
+        return state is null ? null : Views.Figures(state, time.GetUtcNow());
+    }
+
     public async ValueTask<OrganizationView?> GetOrganizationAsync(string organizationId, CancellationToken cancellationToken = default)
     {
         var state = await store.ReadOrganizationAsync(organizationId, cancellationToken);

@@ -44,6 +44,12 @@ public sealed record BalanceView(
     string OrganizationId, SubscriptionView Subscription, long Total, long Used, long Remaining, long Held,
     bool Unlimited, bool HasAssistant, string Status, IReadOnlyList<GrantView> Grants);
 
+/// <summary>Rule 9's figures of one organization; Total = Used + Remaining, and -1 (with Remaining) when unlimited.</summary>
+public readonly record struct BalanceFigures(bool Subscribed, bool Unlimited, long Used, long Remaining, long Held, bool HasAssistant)
+{
+    public long Total => Unlimited ? -1 : Used + Remaining;
+}
+
 /// <summary>Remaining is -1 on an unlimited subscription, as in the compatibility API.</summary>
 public sealed record ConsumptionReceipt(
     string Id, long Credits, long Remaining, string? AssistantId, string? Identifier, string? HoldId, DateTimeOffset CreatedAt);

@@ -79,11 +79,11 @@ public static class CompatibilityApi
             _ => ((int, string)?)(401, "The secret key is not valid."),
         };
         if (refusal is var (status, message)) return Envelope(CreditsUsageEnvelope.Error(status, message), status);
-        var balance = await engine.GetBalanceAsync(caller!.OrganizationId, context.RequestAborted);
-        if (!balance.Succeeded) return Envelope(CreditsUsageEnvelope.Error(404, "The organization was not found or is disabled."), 404);
-        var view = balance.Value!;
-        var usage = view.Unlimited ? new CreditsUsage(-1, view.Used, -1) : new CreditsUsage(view.Used + view.Remaining, view.Used, view.Remaining);
-        return Envelope(new CreditsUsageEnvelope(usage, "1.0.0", true, 200, ""), 200);
+        if (await engine.GetFiguresAsync(caller!.OrganizationId, context.RequestAborted) is not { } figures)
+        {
+            return Envelope(CreditsUsageEnvelope.Error(404, "The organization was not found or is disabled."), 404);
+        }
+        return Envelope(new CreditsUsageEnvelope(new CreditsUsage(figures.Total, figures.Used, figures.Remaining), "1.0.0", true, 200, ""), 200);
     }
 
     public static async Task<Results<JsonHttpResult<AgentBalance>, JsonHttpResult<AgentNoSubscription>, JsonHttpResult<AgentError>>> CheckBalance(
@@ -98,14 +98,15 @@ public static class CompatibilityApi
                 return TypedResults.Json(AgentError.Of("This key lacks the balance:read scope"), CompatibilityJson.Default.AgentError, statusCode: 403);
             default: return TypedResults.Json(AgentError.Of(AgentsUnauthorized), CompatibilityJson.Default.AgentError, statusCode: 401);
         }
-        var balance = await engine.GetBalanceAsync(caller!.OrganizationId, context.RequestAborted);
-        if (!balance.Succeeded) return TypedResults.Json(AgentError.Of(AgentsNotFound), CompatibilityJson.Default.AgentError, statusCode: 404);
-        var view = balance.Value!;
-        if (view.Subscription.Status != "active")
+        if (await engine.GetFiguresAsync(caller!.OrganizationId, context.RequestAborted) is not { } figures)
+        {
+            return TypedResults.Json(AgentError.Of(AgentsNotFound), CompatibilityJson.Default.AgentError, statusCode: 404);
+        }
+        if (!figures.Subscribed)
         {
             return TypedResults.Json(new AgentNoSubscription(false, false, false, AgentsNoSubscription), CompatibilityJson.Default.AgentNoSubscription);
         }
-        return TypedResults.Json(new AgentBalance(true, view.OrganizationId, view.Unlimited || view.Remaining > 0, view.HasAssistant),
+        return TypedResults.Json(new AgentBalance(true, caller.OrganizationId, figures.Unlimited || figures.Remaining > 0, figures.HasAssistant),
             CompatibilityJson.Default.AgentBalance);
     }
 

@@ -41,7 +41,7 @@ public sealed class PrometheusExporter : IDisposable
     private void Record(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
     {
         var perInstrument = series.GetOrAdd(instrument, _ => new ConcurrentDictionary<string, Series>());
-        var labels = Labels(tags);
+        var labels = tags.Length == 2 ? CachedLabels(tags) : Labels(tags);
         if (!perInstrument.ContainsKey(labels) && perInstrument.Count >= SeriesPerInstrumentMax) labels = "{overflow=\"true\"}";
         var entry = perInstrument.GetOrAdd(labels, _ => new Series());
         lock (entry)
@@ -101,6 +101,18 @@ public sealed class PrometheusExporter : IDisposable
                 text.Append(name).Append(labels).Append(' ').Append(Number(value)).Append('\n');
                 break;
         }
+    }
+
+    /// <summary>Label text by tag values, so that counting a request does not format strings each time.</summary>
+    private readonly ConcurrentDictionary<(string, object?, string, object?), string> labelCache = new();
+
+    private string CachedLabels(ReadOnlySpan<KeyValuePair<string, object?>> tags)
+    {
+        var key = (tags[0].Key, tags[0].Value, tags[1].Key, tags[1].Value);
+        if (labelCache.TryGetValue(key, out var labels)) return labels;
+        labels = Labels(tags);
+        if (labelCache.Count < SeriesPerInstrumentMax * 4) labelCache[key] = labels;
+        return labels;
     }
 
     private static string Labels(ReadOnlySpan<KeyValuePair<string, object?>> tags)
