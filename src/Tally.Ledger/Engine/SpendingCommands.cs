@@ -23,6 +23,18 @@ internal static class Spending
         return null;
     }
 
+    /// <summary>
+    /// Rules 1, 4 and 7 for a consumption or a hold: the credits taken from grants in burn order (none on an
+    /// unlimited plan), or the refusal; a refusal changes nothing.
+    /// </summary>
+    public static (Allocation[] Allocations, LedgerError? Refusal) Take(OrganizationState state, long credits, DateTimeOffset now)
+    {
+        if (RefusalToSpend(state) is { } refusal) return ([], refusal);
+        if (state.Subscription!.Unlimited) return ([], null);
+        var taken = Rules.TryAllocate(state, credits, now);
+        return taken is null ? ([], Insufficient(state, credits, now)) : (taken, null);
+    }
+
     public static LedgerError Insufficient(OrganizationState state, long credits, DateTimeOffset now) =>
         new(ErrorCode.InsufficientCredits, $"This needs {credits} credits and {state.SpendableAt(now)} remain.");
 
@@ -48,15 +60,9 @@ internal sealed class ConsumeCommand(ConsumeRequest request)
 
     protected override Outcome<ConsumptionReceipt> DecideFresh(OrganizationState state, DecisionContext context)
     {
-        if (Spending.RefusalToSpend(state) is { } refusal) return Outcome<ConsumptionReceipt>.Failure(refusal);
         var now = context.Now;
-        var allocations = Array.Empty<Allocation>();
-        if (!state.Subscription!.Unlimited)
-        {
-            var taken = Rules.TryAllocate(state, request.Credits, now);
-            if (taken is null) return Outcome<ConsumptionReceipt>.Failure(Spending.Insufficient(state, request.Credits, now));
-            allocations = taken;
-        }
+        var (allocations, refusal) = Spending.Take(state, request.Credits, now);
+        if (refusal is not null) return Outcome<ConsumptionReceipt>.Failure(refusal);
         var id = Guid.CreateVersion7(now).ToString();
         if (allocations.Length == 0) context.Changes.Entry(state.Id, EntryKind.Consume, null, -request.Credits, id, now);
         Rules.RecordAllocation(state, allocations, EntryKind.Consume, id, now, context.Changes);
@@ -67,7 +73,7 @@ internal sealed class ConsumeCommand(ConsumeRequest request)
             OrganizationId = state.Id,
             Credits = request.Credits,
             Allocations = allocations,
-            PeriodStart = state.Subscription.PeriodStart,
+            PeriodStart = state.Subscription!.PeriodStart,
             AssistantId = request.AssistantId,
             Identifier = request.Identifier,
             Metadata = request.Metadata is null ? null : new Dictionary<string, string>(request.Metadata),
@@ -145,15 +151,9 @@ internal sealed class HoldCommand(HoldRequest request)
 
     protected override Outcome<HoldReceipt> DecideFresh(OrganizationState state, DecisionContext context)
     {
-        if (Spending.RefusalToSpend(state) is { } refusal) return Outcome<HoldReceipt>.Failure(refusal);
         var now = context.Now;
-        var allocations = Array.Empty<Allocation>();
-        if (!state.Subscription!.Unlimited)
-        {
-            var taken = Rules.TryAllocate(state, request.Credits, now);
-            if (taken is null) return Outcome<HoldReceipt>.Failure(Spending.Insufficient(state, request.Credits, now));
-            allocations = taken;
-        }
+        var (allocations, refusal) = Spending.Take(state, request.Credits, now);
+        if (refusal is not null) return Outcome<HoldReceipt>.Failure(refusal);
         var id = Guid.CreateVersion7(now).ToString();
         Rules.RecordAllocation(state, allocations, EntryKind.Hold, id, now, context.Changes);
         var hold = new HoldState(id, request.Credits, now.AddSeconds(request.TtlSeconds), now, allocations, request.AssistantId, request.Identifier);
