@@ -1,0 +1,40 @@
+using Microsoft.Playwright;
+using Tally.Tests.Infrastructure;
+
+namespace Tally.Tests;
+
+/// <summary>
+/// The browsable API reference at /docs, opened in a real browser (Debian's Chromium driven by Playwright):
+/// it must render the operations of the OpenAPI document, not only serve HTML.
+/// </summary>
+public sealed class ReferencePageTests(TallyServerFixture server) : IClassFixture<TallyServerFixture>
+{
+    /// <summary>Debian's Chromium; .ci/run installs it. Playwright's own browser download is not used.</summary>
+    private const string ChromiumPath = "/usr/bin/chromium";
+
+    [Fact]
+    public async Task TheReferencePageRendersEveryTagAndTheConsumeOperationInABrowser()
+    {
+        Assert.True(File.Exists(ChromiumPath), $"{ChromiumPath} is missing: install it with `apt-get install chromium` (.ci/run does).");
+        using var playwright = await Playwright.CreateAsync();
+        await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
+        {
+            ExecutablePath = ChromiumPath,
+            Headless = true,
+            Args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+        });
+        var page = await browser.NewPageAsync();
+        await page.GotoAsync(new Uri(server.BaseAddress, "/docs/index.html").ToString());
+
+        // Swagger UI fetches /openapi/v1.json and renders one section per tag, then one block per operation.
+        await page.WaitForSelectorAsync("#operations-Organization-Consume", new PageWaitForSelectorOptions { Timeout = 30_000 });
+        var tags = await page.Locator(".opblock-tag").AllInnerTextsAsync();
+        var title = await page.Locator(".info .title").InnerTextAsync();
+
+        Assert.Contains(tags, tag => tag.StartsWith("Compatibility", StringComparison.Ordinal));
+        Assert.Contains(tags, tag => tag.StartsWith("Organization", StringComparison.Ordinal));
+        Assert.Contains(tags, tag => tag.StartsWith("Admin", StringComparison.Ordinal));
+        Assert.StartsWith("Tally", title);
+        Assert.Equal(1, await page.Locator("#operations-Compatibility-CheckBalance").CountAsync());
+    }
+}
