@@ -85,6 +85,31 @@ HALF_DELAY_MS=$(awk -v peak="$T2" -v c="$CONNECTIONS" 'BEGIN { printf "%d", c * 
 P99_HALF=$(DELAY_MS=$HALF_DELAY_MS wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" -s "$ROOT/bench/load/consume.lua" http://127.0.0.1:5181 | awk -F'[ =]' '/^p50_us/ { print $4 }')
 curl -sf http://127.0.0.1:5181/v1/admin/verify -H 'Authorization: Bearer bench' | grep -q '"clean":true' || { echo "verify found differences after the load"; exit 1; }
 
+echo "== Tally on PostgreSQL: one node (T3), then three nodes (T7)"
+runuser -u postgres -- "$PG_BIN/createdb" -h 127.0.0.1 -p 5183 -U postgres tally
+PG_CONNECTION="Host=127.0.0.1;Port=5183;Username=postgres;Database=tally;Maximum Pool Size=20"
+start_pg_node() {
+  (cd "$WORK" && TALLY_OPERATOR_KEY=bench TALLY_RATE_LIMIT_PER_SECOND=1000000000 exec dotnet tally/tally.dll serve \
+     --urls "http://127.0.0.1:$1" --store postgres --connection "$PG_CONNECTION" > "$WORK/tally-pg-$1.log" 2>&1) & PIDS+=($!)
+  wait_http "http://127.0.0.1:$1/healthz"
+}
+start_pg_node 5184
+python3 "$ROOT/bench/load/seed.py" http://127.0.0.1:5184 bench "$ORGANIZATIONS" "$WORK/keys-pg.txt"
+export KEYS="$WORK/keys-pg.txt"
+T3=$(wrk_median "$ROOT/bench/load/consume.lua" http://127.0.0.1:5184)
+start_pg_node 5185
+start_pg_node 5186
+# Three generators at once, one per node, splitting the same connection count; the figure is their sum.
+T7=$(for _ in $(seq 1 "$RUNS"); do
+  for port in 5184 5185 5186; do
+    wrk -t1 -c$((CONNECTIONS / 3)) -d"${DURATION}s" -s "$ROOT/bench/load/consume.lua" "http://127.0.0.1:$port" > "$WORK/wrk-$port.txt" &
+  done
+  wait
+  for port in 5184 5185 5186; do grep -q '^non2xx=0$' "$WORK/wrk-$port.txt" || { echo "non-2xx on node $port" >&2; cat "$WORK/wrk-$port.txt" >&2; exit 1; }; done
+  cat "$WORK"/wrk-518[456].txt | awk '/^Requests\/sec/ { sum += $2 } END { print sum }'
+done | median)
+curl -sf http://127.0.0.1:5184/v1/admin/verify -H 'Authorization: Bearer bench' | grep -q '"clean":true' || { echo "verify found differences on PostgreSQL"; exit 1; }
+
 echo "== the engine alone (T4)"
 T4=$(for _ in $(seq 1 "$RUNS"); do
   (cd "$WORK" && dotnet bench/Tally.Bench.dll throughput "$DURATION" 1024 "$ORGANIZATIONS") | awk -F'[ =]' '/^consumptions_per_second/ { print $2 }'
@@ -100,5 +125,7 @@ printf '| T2 | durable consumptions/s (SQLite) | %.0f | Redis Lua debit, appendf
 printf '| T4 | engine alone, durable SQLite, consumptions/s | %.0f | target | 200000 | %s | >= 1.0 |\n' "$T4" "$(ratio "$T4" 200000)"
 printf '| T5 | p50 latency, one client, us | %s | fdatasync latency + 500 us | %.0f | %s | <= 1.0 |\n' "$LATENCY_ONE" "$(awk -v f="$FSYNC_US" 'BEGIN { print f + 500 }')" "$(ratio "$LATENCY_ONE" "$(awk -v f="$FSYNC_US" 'BEGIN { print f + 500 }')")"
 printf '| T5 | p99 latency at half of peak, us | %s | 5 ms | 5000 | %s | <= 1.0 |\n' "$P99_HALF" "$(ratio "$P99_HALF" 5000)"
+printf '| T3 | durable consumptions/s (PostgreSQL, one node) | %.0f | pgbench -N tps, same clients | %.0f | %s | >= 3.0 |\n' "$T3" "$PGBENCH" "$(ratio "$T3" "$PGBENCH")"
+printf '| T7 | durable consumptions/s, three nodes on one PostgreSQL | %.0f | one node (T3) | %.0f | %s | >= 1.5 |\n' "$T7" "$T3" "$(ratio "$T7" "$T3")"
 printf '| anchor | pgbench -N tps, %s clients | %.0f | | | | |\n' "$CONNECTIONS" "$PGBENCH"
 printf '| anchor | fdatasync ops/s (pg_test_fsync) | %s | | | | |\n' "$FSYNC_OPS"

@@ -245,23 +245,49 @@ public abstract partial class RelationalStore : ILedgerStore
     }
 
     /// <summary>Reads the stored idempotency records, consumptions and holds that a batch's commands name.</summary>
+    /// <summary>
+    /// Idempotency keys looked up in one statement: point lookups joined by UNION ALL, each on the primary key,
+    /// in statements of 32, 16, … 1 keys (SQLite allows 500 terms in one compound SELECT, and finds each
+    /// named parameter by a linear search, so smaller statements bind faster).
+    /// </summary>
+    private const int KeysPerLookupMax = 32;
+
+    private static readonly string[] LookupParameterNames = Enumerable.Range(0, KeysPerLookupMax * 2).Select(index => "@k" + index).ToArray();
+
+    private static readonly string[] KeyLookupSqlBySize = Enumerable.Range(0, KeysPerLookupMax + 1).Select(count => string.Join(" UNION ALL ",
+        Enumerable.Range(0, count).Select(index =>
+            $"SELECT organization_id, key, {IdempotencyColumns} FROM idempotency_keys WHERE organization_id = @k{index * 2} AND key = @k{index * 2 + 1}"))).ToArray();
+
+    private static string KeyLookupSql(int count) => KeyLookupSqlBySize[count];
+
     protected async Task<BatchLookups> LookupAsync(DbConnection connection, DbTransaction? transaction, BatchLookupRequest request, CancellationToken cancellationToken)
     {
         var lookups = new BatchLookups();
-        foreach (var (organizationId, key) in request.IdempotencyKeys)
+        var keys = request.IdempotencyKeys;
+        for (var start = 0; start < keys.Count;)
         {
-            var command = Command(connection, transaction,
-                $"SELECT {IdempotencyColumns} FROM idempotency_keys WHERE organization_id = @organization AND key = @key",
-                ("@organization", organizationId), ("@key", key));
+            var count = (int)Math.Min(KeysPerLookupMax, System.Numerics.BitOperations.RoundUpToPowerOf2((uint)(keys.Count - start + 1)) / 2);
+            var parameters = new (string, object?)[count * 2];
+            for (var index = 0; index < count; index++)
+            {
+                parameters[index * 2] = (LookupParameterNames[index * 2], keys[start + index].OrganizationId);
+                parameters[index * 2 + 1] = (LookupParameterNames[index * 2 + 1], keys[start + index].Key);
+            }
+            var command = Command(connection, transaction, KeyLookupSql(count), parameters);
             try
             {
                 await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-                if (await reader.ReadAsync(cancellationToken)) lookups.Idempotency[(organizationId, key)] = ReadIdempotency(reader, 0, organizationId, key);
+                while (await reader.ReadAsync(cancellationToken))
+                {
+                    var record = ReadIdempotency(reader, 2, reader.GetString(0), reader.GetString(1));
+                    lookups.Idempotency[(record.OrganizationId, record.Key)] = record;
+                }
             }
             finally
             {
                 await ReturnAsync(command);
             }
+            start += count;
         }
         foreach (var (organizationId, consumptionId) in request.Consumptions)
         {
@@ -387,19 +413,22 @@ public abstract partial class RelationalStore : ILedgerStore
         ("at", ColumnType.Integer), ("actor", ColumnType.Text), ("action", ColumnType.Text), ("organization_id", ColumnType.Text),
         ("status", ColumnType.Integer), ("request_id", ColumnType.Text));
 
-    /// <summary>Writes everything one batch changed, inside the caller's transaction, one statement per row.</summary>
+    /// <summary>Writes everything one batch changed, inside the caller's transaction.</summary>
     protected async Task WriteChangesAsync(DbConnection connection, DbTransaction? transaction, BatchChanges changes, CancellationToken cancellationToken)
     {
-        foreach (var (table, rows) in RowsToWrite(changes))
-        {
-            foreach (var row in rows)
-            {
-                var parameters = new (string, object?)[row.Length];
-                for (var column = 0; column < row.Length; column++) parameters[column] = (table.ParameterNames[column], row[column]);
-                await ExecuteAsync(connection, transaction, table.RowSql, cancellationToken, parameters);
-            }
-        }
+        foreach (var (table, rows) in RowsToWrite(changes)) await WriteRowsAsync(connection, transaction, table, rows, cancellationToken);
         await WriteUpdatesAsync(connection, transaction, changes, cancellationToken);
+    }
+
+    /// <summary>Writes one table's rows of a batch: one statement per row here; a store may send them together.</summary>
+    protected virtual async Task WriteRowsAsync(DbConnection connection, DbTransaction? transaction, TableWrite table, List<object?[]> rows, CancellationToken cancellationToken)
+    {
+        foreach (var row in rows)
+        {
+            var parameters = new (string, object?)[row.Length];
+            for (var column = 0; column < row.Length; column++) parameters[column] = (table.ParameterNames[column], row[column]);
+            await ExecuteAsync(connection, transaction, table.RowSql, cancellationToken, parameters);
+        }
     }
 
     /// <summary>The rows one batch inserts or updates, table by table, in the order they must be written.</summary>

@@ -144,6 +144,49 @@ public sealed class SqliteLedgerStore : RelationalStore
         return command;
     }
 
+    /// <summary>
+    /// Rows per INSERT statement. One statement per row costs as much managed overhead per row as the B-tree
+    /// work itself, but SQLite finds each named parameter by a linear search of the statement's parameters,
+    /// so binding grows with the square of a statement's size: 16 rows (at most 224 parameters) balances the two.
+    /// </summary>
+    private const int RowsPerStatementMax = 16;
+
+    private readonly Dictionary<(string Table, int Rows), string> multiRowSql = [];
+
+    /// <summary>Parameter names @p0, @p1, …, made once: the statements' shapes never change.</summary>
+    private static readonly string[] ParameterNames = Enumerable.Range(0, RowsPerStatementMax * 16).Select(index => "@p" + index).ToArray();
+
+    /// <summary>
+    /// Writes a table's rows in statements of 16, 8, … 1 rows (powers of two, so that a handful of prepared
+    /// statements per table serve every batch size).
+    /// </summary>
+    protected override async Task WriteRowsAsync(DbConnection connection, DbTransaction? transaction, TableWrite table, List<object?[]> rows, CancellationToken cancellationToken)
+    {
+        var written = 0;
+        while (written < rows.Count)
+        {
+            var chunk = (int)Math.Min(RowsPerStatementMax, System.Numerics.BitOperations.RoundUpToPowerOf2((uint)(rows.Count - written + 1)) / 2);
+            var parameters = new (string, object?)[chunk * table.Columns.Length];
+            for (var row = 0; row < chunk; row++)
+            {
+                var values = rows[written + row];
+                for (var column = 0; column < values.Length; column++) parameters[row * values.Length + column] = (ParameterNames[row * values.Length + column], values[column]);
+            }
+            await ExecuteAsync(connection, transaction, MultiRowSql(table, chunk), cancellationToken, parameters);
+            written += chunk;
+        }
+    }
+
+    private string MultiRowSql(TableWrite table, int rows)
+    {
+        if (multiRowSql.TryGetValue((table.Table, rows), out var sql)) return sql;
+        var values = Enumerable.Range(0, rows).Select(row =>
+            "(" + string.Join(", ", Enumerable.Range(0, table.Columns.Length).Select(column => ParameterNames[row * table.Columns.Length + column])) + ")");
+        sql = $"INSERT INTO {table.Table} ({table.ColumnList}) VALUES {string.Join(", ", values)} {table.Conflict}";
+        multiRowSql[(table.Table, rows)] = sql;
+        return sql;
+    }
+
     protected override ValueTask ReturnAsync(DbCommand command) =>
         ReferenceEquals(command.Connection, writeConnection) ? ValueTask.CompletedTask : command.DisposeAsync();
 
