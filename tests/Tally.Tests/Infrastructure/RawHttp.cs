@@ -113,6 +113,8 @@ public static class RawHttp
         if (separator < 0) throw new InvalidOperationException("The response has no end of headers: " + Encoding.UTF8.GetString(bytes));
         var lines = Encoding.ASCII.GetString(bytes, 0, separator).Split("\r\n");
         var status = (HttpStatusCode)int.Parse(lines[0].Split(' ')[1]);
+        // An interim answer (100 Continue to `Expect: 100-continue`) comes first; the final one follows it.
+        if ((int)status is >= 100 and < 200) return Parse(bytes[(separator + 4)..]);
         var headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
         foreach (var line in lines.Skip(1))
         {

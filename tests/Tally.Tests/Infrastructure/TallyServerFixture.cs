@@ -17,6 +17,9 @@ public class TallyServerFixture : TallyApi, IAsyncLifetime
     /// <summary>Where this server's SQLite files live.</summary>
     public string DataDirectory => dataDirectory;
 
+    /// <summary>The running application's services, for tests that look at the engine itself.</summary>
+    public IServiceProvider Services => (app ?? throw new InvalidOperationException("The server is not started.")).Services;
+
     /// <summary>Lets a test class change the services, e.g. to run on a clock it moves by hand.</summary>
     protected virtual void Configure(WebApplicationBuilder builder)
     {
