@@ -11,8 +11,9 @@ namespace Tally.Ledger.Engine;
 public sealed class LedgerEngineOptions
 {
     /// <summary>
-    /// Commands decided and committed together. Larger batches amortize one sync over more commands;
-    /// 2,048 keeps one transaction's work well under a millisecond of CPU on top of the sync itself.
+    /// Commands decided and committed together. Larger batches amortize one sync over more commands, but
+    /// every waiter in a batch waits for all of its rows to be written (about 10 us a consumption on SQLite
+    /// here), so 2,048 bounds a batch's extra latency to some tens of milliseconds under the heaviest load.
     /// </summary>
     public int BatchSizeMax { get; set; } = 2_048;
 
