@@ -164,19 +164,20 @@ public abstract partial class LedgerContract
 
         private bool Limited(BalanceView balance) => balance.Subscription.Status == "active" && !balance.Unlimited;
 
+        /// <summary>Rules 1 and 4 as the model sees them: why a consumption or hold of these credits must be refused, if it must.</summary>
+        private ErrorCode? ExpectedRefusal(BalanceView before, long credits) =>
+            before.Subscription.Status != "active" ? ErrorCode.NoActiveSubscription
+            : Limited(before) && credits > before.Remaining ? ErrorCode.InsufficientCredits
+            : null;
+
         private async Task ConsumeAsync(BalanceView before, ConsumeStep step)
         {
             var key = NewKey();
             var outcome = await ledger.ConsumeAsync(organization, step.Credits, key);
             var after = await ledger.BalanceAsync(organization);
-            if (before.Subscription.Status != "active")
+            if (ExpectedRefusal(before, step.Credits) is { } refusal)
             {
-                Refused(outcome, ErrorCode.NoActiveSubscription);
-                return;
-            }
-            if (Limited(before) && step.Credits > before.Remaining)
-            {
-                Refused(outcome, ErrorCode.InsufficientCredits);
+                Refused(outcome, refusal);
                 AssertSame(before, after);
                 return;
             }
@@ -191,14 +192,9 @@ public abstract partial class LedgerContract
         {
             var outcome = await ledger.HoldAsync(organization, step.Credits, ttlSeconds: step.TtlSeconds);
             var after = await ledger.BalanceAsync(organization);
-            if (before.Subscription.Status != "active")
+            if (ExpectedRefusal(before, step.Credits) is { } refusal)
             {
-                Refused(outcome, ErrorCode.NoActiveSubscription);
-                return;
-            }
-            if (Limited(before) && step.Credits > before.Remaining)
-            {
-                Refused(outcome, ErrorCode.InsufficientCredits);
+                Refused(outcome, refusal);
                 AssertSame(before, after);
                 return;
             }
