@@ -207,10 +207,7 @@ public static class AdminApi
         LedgerEngine engine, string? cursor, string? limit, CancellationToken cancellationToken)
     {
         if (!Paging.TryParseLimit(limit, out var pageSize)) return Paging.LimitProblem;
-        if (cursor is not null && !long.TryParse(cursor, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out _))
-        {
-            return Problems.Validation("cursor", "Must be the nextCursor of a previous page.");
-        }
+        if (!Paging.IsCursor(cursor)) return Paging.CursorProblem;
         return TypedResults.Ok(await engine.Store.ListAuditAsync(cursor, pageSize, cancellationToken));
     }
 

@@ -56,10 +56,7 @@ public static class BalanceApi
         string organizationId, LedgerEngine engine, string? cursor, string? limit, CancellationToken cancellationToken)
     {
         if (await engine.GetOrganizationAsync(organizationId, cancellationToken) is null) return Problems.NotFound("The organization was not found.");
-        if (cursor is not null && !long.TryParse(cursor, NumberStyles.None, CultureInfo.InvariantCulture, out _))
-        {
-            return Problems.Validation("cursor", "Must be the nextCursor of a previous page.");
-        }
+        if (!Paging.IsCursor(cursor)) return Paging.CursorProblem;
         if (!Paging.TryParseLimit(limit, out var pageSize)) return Paging.LimitProblem;
         return TypedResults.Ok(await engine.Store.ListEntriesAsync(organizationId, cursor, pageSize, cancellationToken));
     }
@@ -67,17 +64,20 @@ public static class BalanceApi
     private static DateTimeOffset? ParseTime(string? text, string field, Dictionary<string, string[]> errors)
     {
         if (text is null) return null;
-        if (DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var time) && time.Year is >= 2000 and <= 9000)
-        {
-            return time.ToUniversalTime();
-        }
+        if (Times.TryParse(text, out var time)) return time;
         errors[field] = ["Must be an ISO 8601 date or date and time."];
         return null;
     }
 }
 
+
 public static class Paging
 {
+    /// <summary>Cursors are the ids of the last row of a page, which only this server hands out.</summary>
+    public static ProblemHttpResult CursorProblem => Problems.Validation("cursor", "Must be the nextCursor of a previous page.");
+
+    public static bool IsCursor(string? text) => text is null || long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out _);
+
     public static ProblemHttpResult LimitProblem => Problems.Validation("limit", $"Must be a whole number from 1 to {Limits.PageSizeMax}.");
 
     public static bool TryParseLimit(string? text, out int limit)

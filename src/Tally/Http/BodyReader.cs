@@ -95,11 +95,7 @@ public sealed class BodyReader
     {
         var text = String(field, 64);
         if (text is null) return null;
-        if (DateTimeOffset.TryParse(text, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var time)
-            && time.Year is >= 2000 and <= 9000)
-        {
-            return time.ToUniversalTime();
-        }
+        if (Times.TryParse(text, out var time)) return time;
         Fail(field, "Must be an ISO 8601 date and time, such as 2026-01-31T00:00:00Z.");
         return null;
     }
