@@ -1,5 +1,3 @@
-using System.Security.Cryptography;
-using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
 
@@ -83,8 +81,7 @@ internal abstract class IdempotentCommand<T>(string organizationId, string key, 
 
     protected abstract Outcome<T> DecideFresh(Model.OrganizationState state, DecisionContext context);
 
-    private static string Fingerprint(string parameters) =>
-        Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(parameters)));
+    private static string Fingerprint(string parameters) => KeyMaterial.Sha256Hex(parameters);
 }
 
 /// <summary>A command on an existing organization, without an idempotency key (admin changes, the sweep).</summary>

@@ -1,7 +1,5 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
-using System.Security.Cryptography;
-using System.Text;
 using System.Threading.Channels;
 using Tally.Ledger.Model;
 using Tally.Ledger.Stores;
@@ -117,9 +115,9 @@ public sealed class LedgerEngine : IAsyncDisposable
     public async Task<Outcome<ApiKeyCreated>> CreateKeyAsync(string organizationId, string? name, KeyScopes scopes)
     {
         var now = time.GetUtcNow();
-        var secret = "sk_" + Base62.Random(40);
-        var record = new ApiKeyRecord(Guid.CreateVersion7(now).ToString(), organizationId, name, "pk_" + Base62.Random(24),
-            HashSecret(secret), scopes, now, null);
+        var secret = KeyMaterial.NewSecretKey();
+        var record = new ApiKeyRecord(Guid.CreateVersion7(now).ToString(), organizationId, name, KeyMaterial.NewPublicKey(),
+            KeyMaterial.Sha256Hex(secret), scopes, now, null);
         var outcome = await Submit(new CreateKeyCommand(organizationId, record));
         if (!outcome.Succeeded) return Outcome<ApiKeyCreated>.Failure(outcome.Error!);
         return new(new ApiKeyCreated(record.Id, organizationId, name, record.PublicKey, secret, Names.Of(scopes), now), null);
@@ -139,7 +137,7 @@ public sealed class LedgerEngine : IAsyncDisposable
     /// <summary>The key whose secret hashes to this value, if it exists and is not revoked.</summary>
     public async ValueTask<ApiKeyRecord?> FindKeyAsync(string secret, CancellationToken cancellationToken)
     {
-        var hash = HashSecret(secret);
+        var hash = KeyMaterial.Sha256Hex(secret);
         var nowTicks = time.GetTimestamp();
         if (keyCache.TryGetValue(hash, out var cached)
             && (store.IsSoleWriter || time.GetElapsedTime(cached.LoadedAt, nowTicks) < options.SharedKeyCacheLifetime))
@@ -187,8 +185,6 @@ public sealed class LedgerEngine : IAsyncDisposable
 
     /// <summary>The store keeps milliseconds; deciding on the same precision keeps memory and disk identical.</summary>
     public static DateTimeOffset WholeMilliseconds(DateTimeOffset time) => DateTimeOffset.FromUnixTimeMilliseconds(time.ToUnixTimeMilliseconds());
-
-    public static string HashSecret(string secret) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(secret)));
 
     private async ValueTask<OrganizationState?> ReadAdvancedAsync(string organizationId, CancellationToken cancellationToken)
     {
@@ -272,9 +268,3 @@ public sealed class LedgerEngine : IAsyncDisposable
     }
 }
 
-internal static class Base62
-{
-    private const string Alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-
-    public static string Random(int length) => RandomNumberGenerator.GetString(Alphabet, length);
-}

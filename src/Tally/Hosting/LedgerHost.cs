@@ -25,16 +25,16 @@ public sealed class LedgerHost(LedgerEngine engine, OperatorKey operatorKey, Tal
     {
         if (options.OperatorKey is { Length: > 0 } configured)
         {
-            operatorKey.Use(LedgerEngine.HashSecret(configured));
+            operatorKey.Use(KeyMaterial.Sha256Hex(configured));
             return;
         }
         var stored = await engine.Store.GetSettingAsync(OperatorKey.SettingName, cancellationToken);
         if (stored is null)
         {
-            var generated = "tally_op_" + System.Security.Cryptography.RandomNumberGenerator.GetString(
-                "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", 40);
-            var kept = await engine.Store.SetSettingOnceAsync(OperatorKey.SettingName, LedgerEngine.HashSecret(generated), cancellationToken);
-            if (kept == LedgerEngine.HashSecret(generated))
+            var generated = KeyMaterial.NewOperatorKey();
+            var generatedHash = KeyMaterial.Sha256Hex(generated);
+            var kept = await engine.Store.SetSettingOnceAsync(OperatorKey.SettingName, generatedHash, cancellationToken);
+            if (kept == generatedHash)
             {
                 // Printed to the console once, never logged: only its hash is stored.
                 Console.WriteLine($"Operator key (shown once, keep it safe): {generated}");

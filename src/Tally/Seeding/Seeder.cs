@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Security.Cryptography;
-using System.Text;
 using Microsoft.Data.Sqlite;
 using Tally.Ledger.Engine;
 using Tally.Ledger.Model;
@@ -54,9 +52,9 @@ public static class Seeder
                 statements.Entry.Run(organizationId, Names.Of(EntryKind.Consume), grantId, -1L, consumptionId, periodStart);
                 statements.Idempotency.Run(organizationId, $"seed-{consumption}", "seeded", $"{{\"id\":\"{consumptionId}\"}}", periodStart);
             }
-            var secret = "sk_" + RandomNumberGenerator.GetString("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", 40);
-            var publicKey = "pk_" + RandomNumberGenerator.GetString("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", 24);
-            statements.Key.Run(Guid.CreateVersion7(now).ToString(), organizationId, publicKey, LedgerEngine.HashSecret(secret), (long)KeyScopes.All, periodStart);
+            var secret = KeyMaterial.NewSecretKey();
+            var publicKey = KeyMaterial.NewPublicKey();
+            statements.Key.Run(Guid.CreateVersion7(now).ToString(), organizationId, publicKey, KeyMaterial.Sha256Hex(secret), (long)KeyScopes.All, periodStart);
             if (index < keysToWrite) await keys.WriteLineAsync(publicKey + ":" + secret);
             if ((index + 1) % ProgressEveryOrganizations == 0)
             {
