@@ -177,6 +177,13 @@ public sealed class LedgerEngine : IAsyncDisposable
         return state is null ? null : Views.Figures(state, time.GetUtcNow());
     }
 
+    /// <summary>The figures of a state already read (a listing), advanced to now without writing.</summary>
+    public BalanceFigures FiguresOf(OrganizationState state)
+    {
+        var now = time.GetUtcNow();
+        return Views.Figures(AdvancedTo(state, now), now);
+    }
+
     public async ValueTask<OrganizationView?> GetOrganizationAsync(string organizationId, CancellationToken cancellationToken = default)
     {
         var state = await store.ReadOrganizationAsync(organizationId, cancellationToken);
@@ -189,8 +196,12 @@ public sealed class LedgerEngine : IAsyncDisposable
     private async ValueTask<OrganizationState?> ReadAdvancedAsync(string organizationId, CancellationToken cancellationToken)
     {
         var state = await store.ReadOrganizationAsync(organizationId, cancellationToken);
-        if (state is null || state.Status == OrganizationStatus.Deleted) return null;
-        var now = time.GetUtcNow();
+        return state is null || state.Status == OrganizationStatus.Deleted ? null : AdvancedTo(state, time.GetUtcNow());
+    }
+
+    /// <summary>Committed state as it is at <paramref name="now"/>: renewals and expiries applied to a copy, nothing written.</summary>
+    private static OrganizationState AdvancedTo(OrganizationState state, DateTimeOffset now)
+    {
         if (!state.NeedsAdvanceAt(now)) return state;
         var copy = state.Copy();
         Rules.Advance(copy, now, new BatchChanges());

@@ -26,9 +26,6 @@ public sealed record OrganizationSummary(string Id, string Name, string? Externa
 /// <summary>The operator's API of SPEC §3.4: organizations, keys, subscriptions, grants, assistants, and the verify pass.</summary>
 public static class AdminApi
 {
-    /// <summary>Operators see grants up to a trillion credits (SPEC §3), so an adjustment can cover any plan.</summary>
-    private static readonly long GrantCreditsMax = Limits.GrantCreditsMax;
-
     public static IEndpointRouteBuilder MapAdmin(this IEndpointRouteBuilder routes)
     {
         var admin = routes.MapGroup("/v1/admin").WithTags("Admin").AddEndpointFilter<AuditFilter>().AddEndpointFilter<OperatorKeyFilter>();
@@ -78,10 +75,10 @@ public static class AdminApi
         var summaries = new List<OrganizationSummary>(page.Items.Count);
         foreach (var state in page.Items)
         {
-            var balance = (await engine.GetBalanceAsync(state.Id, cancellationToken)).Value;
-            if (balance is null) continue;
-            summaries.Add(new OrganizationSummary(state.Id, state.Name, state.ExternalId, balance.Status, state.CreatedAt,
-                new BalanceSummary(balance.Subscription.Status, balance.Total, balance.Used, balance.Remaining, balance.Held, balance.Unlimited)));
+            if (state.Status == OrganizationStatus.Deleted) continue;
+            var figures = engine.FiguresOf(state);
+            summaries.Add(new OrganizationSummary(state.Id, state.Name, state.ExternalId, Names.Of(state.Status), state.CreatedAt,
+                new BalanceSummary(figures.Subscribed ? "active" : "none", figures.Total, figures.Used, figures.Remaining, figures.Held, figures.Unlimited)));
         }
         return TypedResults.Ok(new Page<OrganizationSummary>(summaries, page.NextCursor));
     }
@@ -147,12 +144,12 @@ public static class AdminApi
         if (body is null) return problem!;
         var plan = body.String("plan", Limits.TextLengthMax, required: true);
         if (!body.Has("creditsPerPeriod")) body.Fail("creditsPerPeriod", "Is required: a whole number, or null for unlimited.");
-        var creditsPerPeriod = body.Long("creditsPerPeriod", 0, GrantCreditsMax);
+        var creditsPerPeriod = body.Long("creditsPerPeriod", 0, Limits.GrantCreditsMax);
         var periodText = body.String("period", 8, required: true);
         var period = PeriodKind.Month;
         if (periodText is not null && !Names.TryParsePeriod(periodText, out period)) body.Fail("period", "Must be day, week, month or year.");
         var anchor = body.Time("anchor");
-        var rolloverMax = body.Long("rolloverMax", 0, GrantCreditsMax) ?? 0;
+        var rolloverMax = body.Long("rolloverMax", 0, Limits.GrantCreditsMax) ?? 0;
         if (!body.IsValid) return body.Problem;
         return Outcomes.Ok(context, await engine.PutSubscriptionAsync(id, new SubscriptionRequest(plan!, creditsPerPeriod, period, anchor, rolloverMax)));
     }
@@ -164,7 +161,7 @@ public static class AdminApi
     {
         var (body, problem) = await BodyReader.ReadAsync(context.Request);
         if (body is null) return problem!;
-        var credits = body.RequiredLong("credits", 1, GrantCreditsMax);
+        var credits = body.RequiredLong("credits", 1, Limits.GrantCreditsMax);
         var key = body.IdempotencyKey(context.Request);
         var sourceText = body.String("source", 16);
         var source = GrantSource.Topup;
