@@ -170,14 +170,10 @@ public sealed class LedgerEngine : IAsyncDisposable
             : new(Views.Balance(state, time.GetUtcNow()), null);
     }
 
-    /// <summary>The balance's figures only, for the hot compatibility endpoints; null when the organization does not exist.</summary>
-    public async ValueTask<BalanceFigures?> GetFiguresAsync(string organizationId, CancellationToken cancellationToken = default)
-    {
-        var state = await ReadAdvancedAsync(organizationId, cancellationToken);
-        return state is null ? null : Views.Figures(state, time.GetUtcNow());
-    }
-
-    /// <summary>The figures of a state already read (a listing), advanced to now without writing.</summary>
+    /// <summary>
+    /// The balance's figures of a state already read (by authentication, or a listing), advanced to now
+    /// without writing: what the hot compatibility endpoints need, without building the full view.
+    /// </summary>
     public BalanceFigures FiguresOf(OrganizationState state)
     {
         var now = time.GetUtcNow();

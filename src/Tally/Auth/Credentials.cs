@@ -5,8 +5,11 @@ using Tally.Ledger.Model;
 
 namespace Tally.Auth;
 
-/// <summary>An authenticated organization key: the key and its organization's committed state at lookup.</summary>
-public sealed record OrganizationCaller(ApiKeyRecord Key)
+/// <summary>
+/// An authenticated organization key: the key and its organization's committed state as authentication read
+/// it (null when the organization is gone), so a handler need not read it again.
+/// </summary>
+public sealed record OrganizationCaller(ApiKeyRecord Key, OrganizationState? Organization)
 {
     public string OrganizationId => Key.OrganizationId;
 }
@@ -46,9 +49,10 @@ public sealed class Credentials(LedgerEngine engine, OperatorKey operatorKey)
         // A key always names an organization that was created; none found means it was deleted, which
         // seeds/002 answers like a disabled one (404), not like an unknown key (401).
         var organization = await engine.Store.ReadOrganizationAsync(key.OrganizationId, context.RequestAborted);
-        if (organization is not { Status: OrganizationStatus.Active }) return (new OrganizationCaller(key), CredentialFailure.OrganizationUnavailable);
-        if ((key.Scopes & required) != required) return (new OrganizationCaller(key), CredentialFailure.MissingScope);
-        return (new OrganizationCaller(key), CredentialFailure.None);
+        var caller = new OrganizationCaller(key, organization);
+        if (organization is not { Status: OrganizationStatus.Active }) return (caller, CredentialFailure.OrganizationUnavailable);
+        if ((key.Scopes & required) != required) return (caller, CredentialFailure.MissingScope);
+        return (caller, CredentialFailure.None);
     }
 
     public bool IsOperator(HttpContext context) => TryReadToken(context, out var token) && HasBearer(context) && operatorKey.Matches(token);

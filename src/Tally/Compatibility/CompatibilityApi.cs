@@ -79,10 +79,8 @@ public static class CompatibilityApi
             _ => ((int, string)?)(401, "The secret key is not valid."),
         };
         if (refusal is var (status, message)) return Envelope(CreditsUsageEnvelope.Error(status, message), status);
-        if (await engine.GetFiguresAsync(caller!.OrganizationId, context.RequestAborted) is not { } figures)
-        {
-            return Envelope(CreditsUsageEnvelope.Error(404, "The organization was not found or is disabled."), 404);
-        }
+        // Authentication has just read the organization's committed state; the figures come from that read.
+        var figures = engine.FiguresOf(caller!.Organization!);
         return Envelope(new CreditsUsageEnvelope(new CreditsUsage(figures.Total, figures.Used, figures.Remaining), "1.0.0", true, 200, ""), 200);
     }
 
@@ -98,10 +96,7 @@ public static class CompatibilityApi
                 return TypedResults.Json(AgentError.Of("This key lacks the balance:read scope"), CompatibilityJson.Default.AgentError, statusCode: 403);
             default: return TypedResults.Json(AgentError.Of(AgentsUnauthorized), CompatibilityJson.Default.AgentError, statusCode: 401);
         }
-        if (await engine.GetFiguresAsync(caller!.OrganizationId, context.RequestAborted) is not { } figures)
-        {
-            return TypedResults.Json(AgentError.Of(AgentsNotFound), CompatibilityJson.Default.AgentError, statusCode: 404);
-        }
+        var figures = engine.FiguresOf(caller!.Organization!);
         if (!figures.Subscribed)
         {
             return TypedResults.Json(new AgentNoSubscription(false, false, false, AgentsNoSubscription), CompatibilityJson.Default.AgentNoSubscription);
