@@ -260,13 +260,20 @@ public abstract partial class RelationalStore : ILedgerStore
 
     private static string KeyLookupSql(int count) => KeyLookupSqlBySize[count];
 
+    /// <summary>
+    /// How many of the remaining rows one statement takes: the largest power of two up to the maximum, so that a
+    /// few prepared statements of fixed shape serve every batch size.
+    /// </summary>
+    protected static int StatementSize(int remaining, int maximum) =>
+        (int)Math.Min(maximum, System.Numerics.BitOperations.RoundUpToPowerOf2((uint)remaining + 1) / 2);
+
     protected async Task<BatchLookups> LookupAsync(DbConnection connection, DbTransaction? transaction, BatchLookupRequest request, CancellationToken cancellationToken)
     {
         var lookups = new BatchLookups();
         var keys = request.IdempotencyKeys;
         for (var start = 0; start < keys.Count;)
         {
-            var count = (int)Math.Min(KeysPerLookupMax, System.Numerics.BitOperations.RoundUpToPowerOf2((uint)(keys.Count - start + 1)) / 2);
+            var count = StatementSize(keys.Count - start, KeysPerLookupMax);
             var parameters = new (string, object?)[count * 2];
             for (var index = 0; index < count; index++)
             {

@@ -165,7 +165,7 @@ public sealed class SqliteLedgerStore : RelationalStore
         var written = 0;
         while (written < rows.Count)
         {
-            var chunk = (int)Math.Min(RowsPerStatementMax, System.Numerics.BitOperations.RoundUpToPowerOf2((uint)(rows.Count - written + 1)) / 2);
+            var chunk = StatementSize(rows.Count - written, RowsPerStatementMax);
             var parameters = new (string, object?)[chunk * table.Columns.Length];
             for (var row = 0; row < chunk; row++)
             {
