@@ -42,6 +42,9 @@ public sealed record ApiKeyRecord(
 public sealed class BatchChanges
 {
     public Dictionary<string, OrganizationState> Organizations { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Each loaded organization's next deadline as stored, so that a store rewrites it only when it moved.</summary>
+    public Dictionary<string, DateTimeOffset?> DeadlinesAsLoaded { get; } = new(StringComparer.Ordinal);
     public Dictionary<string, (string OrganizationId, GrantState Grant)> Grants { get; } = new(StringComparer.Ordinal);
     public Dictionary<string, HoldRow> Holds { get; } = new(StringComparer.Ordinal);
     public Dictionary<string, ConsumptionRecord> Consumptions { get; } = new(StringComparer.Ordinal);

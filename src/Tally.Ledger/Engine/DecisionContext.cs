@@ -35,6 +35,7 @@ internal sealed class DecisionContext(
         if (!committed.TryGetValue(organizationId, out var loaded) || loaded.Status == OrganizationStatus.Deleted) return null;
         var copy = loaded.Copy();
         Changes.Organizations[organizationId] = copy;
+        Changes.DeadlinesAsLoaded[organizationId] = loaded.NextDeadline();
         Rules.Advance(copy, Now, Changes);
         return copy;
     }

@@ -126,6 +126,22 @@ public sealed class OrganizationState
         return false;
     }
 
+    /// <summary>The next instant at which time alone changes this organization: what the sweep looks for.</summary>
+    public DateTimeOffset? NextDeadline()
+    {
+        if (Status == OrganizationStatus.Deleted) return null;
+        DateTimeOffset? next = Subscription?.PeriodEnd;
+        foreach (var grant in Grants)
+        {
+            if (grant.ExpiresAt is { } expiresAt && !grant.Expired && (next is null || expiresAt < next)) next = expiresAt;
+        }
+        foreach (var hold in OpenHolds.Values)
+        {
+            if (next is null || hold.ExpiresAt < next) next = hold.ExpiresAt;
+        }
+        return next;
+    }
+
     public GrantState? FindGrant(string grantId)
     {
         foreach (var grant in Grants)

@@ -369,23 +369,47 @@ public abstract partial class RelationalStore : ILedgerStore
         public string RowSql { get; }
     }
 
-    private static readonly TableWrite OrganizationsWrite = new("organizations",
+    private static readonly (string Name, ColumnType Type)[] OrganizationColumnTypes =
+    [
+        ("id", ColumnType.Text), ("name", ColumnType.Text), ("external_id", ColumnType.Text), ("status", ColumnType.Text),
+        ("created_at", ColumnType.Integer), ("plan", ColumnType.Text), ("credits_per_period", ColumnType.Integer), ("period", ColumnType.Text),
+        ("anchor", ColumnType.Integer), ("rollover_max", ColumnType.Integer), ("period_start", ColumnType.Integer),
+        ("period_end", ColumnType.Integer), ("used_in_period", ColumnType.Integer), ("next_deadline", ColumnType.Integer),
+    ];
+
+    private const string OrganizationUpdates =
         """
         ON CONFLICT (id) DO UPDATE SET name = excluded.name, external_id = excluded.external_id, status = excluded.status,
             plan = excluded.plan, credits_per_period = excluded.credits_per_period, period = excluded.period,
             anchor = excluded.anchor, rollover_max = excluded.rollover_max, period_start = excluded.period_start,
-            period_end = excluded.period_end, used_in_period = excluded.used_in_period, next_deadline = excluded.next_deadline
-        """,
-        ("id", ColumnType.Text), ("name", ColumnType.Text), ("external_id", ColumnType.Text), ("status", ColumnType.Text),
-        ("created_at", ColumnType.Integer), ("plan", ColumnType.Text), ("credits_per_period", ColumnType.Integer), ("period", ColumnType.Text),
-        ("anchor", ColumnType.Integer), ("rollover_max", ColumnType.Integer), ("period_start", ColumnType.Integer),
-        ("period_end", ColumnType.Integer), ("used_in_period", ColumnType.Integer), ("next_deadline", ColumnType.Integer));
+            period_end = excluded.period_end, used_in_period = excluded.used_in_period
+        """;
 
-    private static readonly TableWrite GrantsWrite = new("grants",
-        "ON CONFLICT (id) DO UPDATE SET remaining = excluded.remaining, expired = excluded.expired",
+    // Most batches change an organization's usage and nothing the sweep's index on next_deadline reads; naming
+    // next_deadline in the update would rewrite that index entry anyway (see GrantsSpentWrite), so it is named
+    // only for the organizations whose deadline moved, or that are new.
+    private static readonly TableWrite OrganizationsWrite = new("organizations", OrganizationUpdates, OrganizationColumnTypes);
+
+    private static readonly TableWrite OrganizationsDeadlineWrite = new("organizations",
+        OrganizationUpdates + ", next_deadline = excluded.next_deadline", OrganizationColumnTypes);
+
+    private static readonly (string Name, ColumnType Type)[] GrantColumnTypes =
+    [
         ("id", ColumnType.Text), ("organization_id", ColumnType.Text), ("credits", ColumnType.Integer), ("remaining", ColumnType.Integer),
         ("source", ColumnType.Text), ("priority", ColumnType.Integer), ("effective_at", ColumnType.Integer), ("expires_at", ColumnType.Integer),
-        ("created_at", ColumnType.Integer), ("period_start", ColumnType.Integer), ("expired", ColumnType.Integer));
+        ("created_at", ColumnType.Integer), ("period_start", ColumnType.Integer), ("expired", ColumnType.Integer),
+    ];
+
+    // A grant is written on every batch that spends from it, and usually only its remaining credits changed.
+    // Naming `expired` in the update would rewrite the grant's entries in both indexes on `expired` even when the
+    // value is the same (SQLite rewrites an index whenever the update names one of its columns), so the grants
+    // that did not expire are written by an upsert that updates `remaining` alone. A grant never un-expires, so
+    // for these the stored `expired` is already 0.
+    private static readonly TableWrite GrantsSpentWrite = new("grants",
+        "ON CONFLICT (id) DO UPDATE SET remaining = excluded.remaining", GrantColumnTypes);
+
+    private static readonly TableWrite GrantsExpiredWrite = new("grants",
+        "ON CONFLICT (id) DO UPDATE SET remaining = excluded.remaining, expired = excluded.expired", GrantColumnTypes);
 
     private static readonly TableWrite HoldsWrite = new("holds",
         "ON CONFLICT (id) DO UPDATE SET status = excluded.status, captured = excluded.captured, settled_at = excluded.settled_at",
@@ -449,8 +473,14 @@ public abstract partial class RelationalStore : ILedgerStore
             foreach (var item in items) rows.Add(row(item));
             tables.Add((table, rows));
         }
-        Add(OrganizationsWrite, changes.Organizations.Values, OrganizationRow);
-        Add(GrantsWrite, changes.Grants.Values, pair => GrantRow(pair.OrganizationId, pair.Grant));
+        var deadlineUnchanged = changes.Organizations.Values.ToLookup(state =>
+            changes.DeadlinesAsLoaded.TryGetValue(state.Id, out var loaded) && loaded == state.NextDeadline());
+        Add(OrganizationsWrite, deadlineUnchanged[true].ToList(), OrganizationRow);
+        Add(OrganizationsDeadlineWrite, deadlineUnchanged[false].ToList(), OrganizationRow);
+        // Expired grants first: a plan change expires the period's allowance and issues its replacement for the
+        // same period start, which the unique index on live allowances refuses while the old one is still live.
+        Add(GrantsExpiredWrite, changes.Grants.Values.Where(pair => pair.Grant.Expired).ToList(), pair => GrantRow(pair.OrganizationId, pair.Grant));
+        Add(GrantsSpentWrite, changes.Grants.Values.Where(pair => !pair.Grant.Expired).ToList(), pair => GrantRow(pair.OrganizationId, pair.Grant));
         Add(HoldsWrite, changes.Holds.Values, HoldRowValues);
         Add(ConsumptionsWrite, changes.Consumptions.Values, ConsumptionRow);
         Add(EntriesWrite, changes.Entries, entry =>
@@ -474,24 +504,8 @@ public abstract partial class RelationalStore : ILedgerStore
             state.Id, state.Name, state.ExternalId, Names.Of(state.Status), Milliseconds(state.CreatedAt), subscription?.Plan,
             subscription?.CreditsPerPeriod, subscription is null ? null : Names.Of(subscription.Period), Milliseconds(subscription?.Anchor),
             subscription?.RolloverMax, Milliseconds(state.UsagePeriodStart), Milliseconds(subscription?.PeriodEnd), state.UsedInPeriod,
-            Milliseconds(NextDeadline(state)),
+            Milliseconds(state.NextDeadline()),
         ];
-    }
-
-    /// <summary>The next instant at which time alone changes this organization: what the sweep looks for.</summary>
-    internal static DateTimeOffset? NextDeadline(OrganizationState state)
-    {
-        if (state.Status == OrganizationStatus.Deleted) return null;
-        DateTimeOffset? next = state.Subscription?.PeriodEnd;
-        foreach (var grant in state.Grants)
-        {
-            if (grant.ExpiresAt is { } expiresAt && !grant.Expired && (next is null || expiresAt < next)) next = expiresAt;
-        }
-        foreach (var hold in state.OpenHolds.Values)
-        {
-            if (next is null || hold.ExpiresAt < next) next = hold.ExpiresAt;
-        }
-        return next;
     }
 
     private static object?[] GrantRow(string organizationId, GrantState grant) =>
