@@ -30,6 +30,9 @@ public sealed class TallyServer
         builder.Logging.AddJsonConsole(json => json.IncludeScopes = true);
         builder.Logging.SetMinimumLevel(options.LogLevel);
         builder.Logging.AddFilter("Microsoft.AspNetCore", options.LogLevel > LogLevel.Warning ? options.LogLevel : LogLevel.Warning);
+        // This category only logs each request's start and end (Information, filtered out above), but while any of
+        // its levels is on, hosting creates a tracing Activity for every request; off, a request costs less.
+        builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.None);
         builder.Services.ConfigureHttpJsonOptions(json =>
         {
             json.SerializerOptions.TypeInfoResolverChain.Insert(0, TallyJson.Default);
@@ -51,7 +54,7 @@ public sealed class TallyServer
         builder.Services.AddHostedService<RenewalSweep>();
         builder.Services.AddSingleton<Operations.TallyMetrics>();
         builder.Services.AddSingleton<Operations.PrometheusExporter>();
-        builder.Services.AddKeyRateLimiting(options);
+        builder.Services.AddSingleton<CredentialRateLimiter>();
         builder.Services.AddOpenApi();
         configure?.Invoke(builder);
 
@@ -61,7 +64,7 @@ public sealed class TallyServer
         app.Services.GetRequiredService<Operations.TallyMetrics>();
         app.UseRequestObservation();
         app.UseErrorEnvelopes();
-        app.UseRateLimiter();
+        app.UseCredentialRateLimiting();
         app.MapOperations();
         app.MapCompatibility();
         app.MapOrganizationApi();
@@ -72,12 +75,13 @@ public sealed class TallyServer
             context.HttpContext.GetRouteValue("documentName") is string name && !name.Equals("v1", StringComparison.OrdinalIgnoreCase)
                 ? ValueTask.FromResult<object?>(Http.Problems.NotFound("No such OpenAPI document; it is /openapi/v1.json."))
                 : next(context));
-        app.UseSwaggerUI(ui =>
+        // The Swagger UI middleware matches every request's path with a regular expression; only /docs needs it.
+        app.UseWhen(context => context.Request.Path.StartsWithSegments("/docs"), docs => docs.UseSwaggerUI(ui =>
         {
             ui.RoutePrefix = "docs";
             ui.SwaggerEndpoint("/openapi/v1.json", "Tally");
             ui.DocumentTitle = "Tally API reference";
-        });
+        }));
         return app;
     }
 

@@ -44,14 +44,19 @@ public sealed class PrometheusExporter : IDisposable
         var labels = tags.Length == 2 ? CachedLabels(tags) : Labels(tags);
         if (!perInstrument.ContainsKey(labels) && perInstrument.Count >= SeriesPerInstrumentMax) labels = "{overflow=\"true\"}";
         var entry = perInstrument.GetOrAdd(labels, _ => new Series());
-        lock (entry)
+        // Without a lock: every request adds to the same series, and a lock there made the two request threads
+        // wait on each other. Render may read a series between two of these steps, which a scrape tolerates.
+        Volatile.Write(ref entry.Last, value);
+        var sum = Volatile.Read(ref entry.Sum);
+        while (true)
         {
-            entry.Last = value;
-            entry.Sum += value;
-            entry.Count++;
-            var bucket = Array.FindIndex(BucketBounds, bound => value <= bound);
-            entry.Buckets[bucket < 0 ? BucketBounds.Length : bucket]++;
+            var seen = Interlocked.CompareExchange(ref entry.Sum, sum + value, sum);
+            if (seen.Equals(sum)) break;
+            sum = seen;
         }
+        Interlocked.Increment(ref entry.Count);
+        var bucket = Array.FindIndex(BucketBounds, bound => value <= bound);
+        Interlocked.Increment(ref entry.Buckets[bucket < 0 ? BucketBounds.Length : bucket]);
     }
 
     public string Render()

@@ -34,7 +34,12 @@ public sealed class TallyMetrics : IDisposable
     }
 
     public void Request(string route, int status) =>
-        requests.Add(1, new KeyValuePair<string, object?>("route", route), new KeyValuePair<string, object?>("status", status));
+        requests.Add(1, new KeyValuePair<string, object?>("route", route), new KeyValuePair<string, object?>("status", Boxed(status)));
+
+    /// <summary>HTTP status codes boxed once, so that counting a request allocates nothing.</summary>
+    private static readonly object[] BoxedStatuses = Enumerable.Range(0, 600).Select(status => (object)status).ToArray();
+
+    private static object Boxed(int status) => (uint)status < BoxedStatuses.Length ? BoxedStatuses[status] : status;
 
     public void Consumption(string outcome) => consumptions.Add(1, new KeyValuePair<string, object?>("outcome", outcome));
 

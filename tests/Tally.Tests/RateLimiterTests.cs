@@ -1,0 +1,77 @@
+using System.Net;
+using Microsoft.AspNetCore.Http;
+using Tally.Hosting;
+
+namespace Tally.Tests;
+
+/// <summary>
+/// The credential rate limiter on its own, with a clock moved by hand: the bucket's arithmetic and the bound on
+/// how many buckets it keeps (OverloadTests covers the same limiter through the real server).
+/// </summary>
+public sealed class RateLimiterTests
+{
+    private const int RatePerSecond = 10;
+
+    [Fact]
+    public void ACredentialGetsItsBurstThenOnlyWhatTimeRefills()
+    {
+        var clock = new TickClock();
+        var limiter = new CredentialRateLimiter(new TallyOptions { RateLimitPerSecond = RatePerSecond }, clock);
+        var request = Request("Bearer sk_one");
+
+        var burst = Enumerable.Range(0, 100).Count(_ => limiter.TryTake(request));
+        Assert.Equal(2 * RatePerSecond, burst);
+
+        clock.Advance(TimeSpan.FromMilliseconds(500));
+        Assert.Equal(RatePerSecond / 2, Enumerable.Range(0, 100).Count(_ => limiter.TryTake(request)));
+
+        // Another credential has a bucket of its own; the three forms of a key are three credentials here.
+        Assert.True(limiter.TryTake(Request("Bearer sk_two")));
+        Assert.False(limiter.TryTake(request));
+
+        // A bucket refills to its burst, never past it.
+        clock.Advance(TimeSpan.FromMinutes(5));
+        Assert.Equal(2 * RatePerSecond, Enumerable.Range(0, 100).Count(_ => limiter.TryTake(request)));
+    }
+
+    [Fact]
+    public void AFullTableDropsTheBucketsThatRefilledAndNeverGrowsWithNewCredentials()
+    {
+        var clock = new TickClock();
+        var limiter = new CredentialRateLimiter(new TallyOptions { RateLimitPerSecond = RatePerSecond }, clock);
+        for (var index = 0; index < CredentialRateLimiter.BucketsMax; index++) Assert.True(limiter.TryTake(Request($"Bearer sk_{index}")));
+        Assert.Equal(CredentialRateLimiter.BucketsMax, limiter.BucketCount);
+
+        // Every bucket is in use (none has refilled yet): new credentials share their address's bucket.
+        var address = IPAddress.Parse("192.0.2.7");
+        var shared = Enumerable.Range(0, 100).Count(index => limiter.TryTake(Request($"Bearer sk_new_{index}", address)));
+        Assert.Equal(2 * RatePerSecond, shared);
+        Assert.Equal(CredentialRateLimiter.BucketsMax + 1, limiter.BucketCount);
+
+        // A second later the credentials' buckets have refilled, which is the same as having none: the next new
+        // credential finds them dropped and gets a bucket of its own. The address's bucket, emptied above, is
+        // only half refilled and stays.
+        clock.Advance(TimeSpan.FromSeconds(1));
+        Assert.True(limiter.TryTake(Request("Bearer sk_after", address)));
+        Assert.Equal(2, limiter.BucketCount);
+    }
+
+    private static DefaultHttpContext Request(string authorization, IPAddress? address = null)
+    {
+        var context = new DefaultHttpContext();
+        context.Request.Path = "/v1/balance";
+        context.Request.Headers.Authorization = authorization;
+        context.Connection.RemoteIpAddress = address ?? IPAddress.Loopback;
+        return context;
+    }
+
+    /// <summary>A clock whose timestamps move only when the test says so.</summary>
+    private sealed class TickClock : TimeProvider
+    {
+        private long ticks = TimeSpan.TicksPerDay;
+
+        public override long TimestampFrequency => TimeSpan.TicksPerSecond;
+        public override long GetTimestamp() => Interlocked.Read(ref ticks);
+        public void Advance(TimeSpan by) => Interlocked.Add(ref ticks, by.Ticks);
+    }
+}
