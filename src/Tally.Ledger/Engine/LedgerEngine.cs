@@ -236,9 +236,8 @@ public sealed class LedgerEngine : IAsyncDisposable
         {
             var organizationIds = batch.Select(command => command.OrganizationId).OfType<string>()
                 .Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
-            await using var transaction = await store.BeginBatchAsync(organizationIds, CancellationToken.None);
-            var lookups = await transaction.LookupAsync(LookupRequest(batch), CancellationToken.None);
-            var context = new DecisionContext(WholeMilliseconds(time.GetUtcNow()), transaction.Organizations, lookups);
+            await using var transaction = await store.BeginBatchAsync(organizationIds, LookupRequest(batch), CancellationToken.None);
+            var context = new DecisionContext(WholeMilliseconds(time.GetUtcNow()), transaction.Organizations, transaction.Lookups);
             foreach (var command in batch) command.Decide(context);
             await transaction.CommitAsync(context.Changes, CancellationToken.None);
         }

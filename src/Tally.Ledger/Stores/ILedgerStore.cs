@@ -14,8 +14,12 @@ public interface ILedgerStore : IAsyncDisposable
 
     Task InitializeAsync(CancellationToken cancellationToken);
 
-    /// <summary>Opens the batch's transaction and loads the named organizations' committed state, locked for this batch.</summary>
-    Task<IBatchTransaction> BeginBatchAsync(IReadOnlyList<string> sortedOrganizationIds, CancellationToken cancellationToken);
+    /// <summary>
+    /// Opens the batch's transaction, loads the named organizations' committed state, locked for this batch, and
+    /// then finds the stored idempotency records, consumptions and holds the batch's commands name (after the
+    /// locks, so that what another node committed before them is seen).
+    /// </summary>
+    Task<IBatchTransaction> BeginBatchAsync(IReadOnlyList<string> sortedOrganizationIds, BatchLookupRequest lookups, CancellationToken cancellationToken);
 
     /// <summary>Committed state of one organization, for reads; null when it does not exist.</summary>
     ValueTask<OrganizationState?> ReadOrganizationAsync(string organizationId, CancellationToken cancellationToken);
@@ -44,7 +48,7 @@ public interface IBatchTransaction : IAsyncDisposable
 {
     IReadOnlyDictionary<string, OrganizationState> Organizations { get; }
 
-    Task<BatchLookups> LookupAsync(BatchLookupRequest request, CancellationToken cancellationToken);
+    BatchLookups Lookups { get; }
 
     /// <summary>Writes the batch and commits durably; only after this returns may any waiter be answered.</summary>
     Task CommitAsync(BatchChanges changes, CancellationToken cancellationToken);

@@ -19,7 +19,7 @@ public abstract partial class RelationalStore : ILedgerStore
 
     public abstract bool IsSoleWriter { get; }
     public abstract Task InitializeAsync(CancellationToken cancellationToken);
-    public abstract Task<IBatchTransaction> BeginBatchAsync(IReadOnlyList<string> sortedOrganizationIds, CancellationToken cancellationToken);
+    public abstract Task<IBatchTransaction> BeginBatchAsync(IReadOnlyList<string> sortedOrganizationIds, BatchLookupRequest lookups, CancellationToken cancellationToken);
     public abstract ValueTask<OrganizationState?> ReadOrganizationAsync(string organizationId, CancellationToken cancellationToken);
     public abstract ValueTask DisposeAsync();
 

@@ -21,8 +21,13 @@ public sealed partial class PostgresLedgerStore
         Snapshot,
     }
 
+    /// <summary>
+    /// Loads the organizations in one round trip; with <paramref name="lookups"/>, the batch's lookups travel in the
+    /// same round trip, after the locks (each statement of a READ COMMITTED transaction sees what committed before it).
+    /// </summary>
     private async Task<Dictionary<string, OrganizationState>> LoadOrganizationsAsync(
-        NpgsqlConnection connection, LoadMode mode, IReadOnlyList<string> organizationIds, CancellationToken cancellationToken)
+        NpgsqlConnection connection, LoadMode mode, IReadOnlyList<string> organizationIds, CancellationToken cancellationToken,
+        (BatchLookupRequest Request, BatchLookups Found)? lookups = null)
     {
         var organizations = new Dictionary<string, OrganizationState>(organizationIds.Count, StringComparer.Ordinal);
         var ids = organizationIds as string[] ?? [.. organizationIds];
@@ -67,18 +72,15 @@ public sealed partial class PostgresLedgerStore
                 ("@ids", ids)));
             readers.Add(reader => organizations.GetValueOrDefault(reader.GetString(0))?.Assistants.Add(ReadAssistant(reader, 1)));
         }
+        if (lookups is var (request, found)) AddLookups(batch, readers, request, found);
         if (mode == LoadMode.Snapshot) batch.BatchCommands.Add(Statement("COMMIT"));
         await ReadAllAsync(batch, readers, cancellationToken);
         return organizations;
     }
 
-    /// <summary>The stored idempotency records, consumptions and holds that a batch's commands name, in one round trip.</summary>
-    private async Task<BatchLookups> LookupBatchedAsync(
-        NpgsqlConnection connection, BatchLookupRequest request, CancellationToken cancellationToken)
+    /// <summary>Adds the statements that find the stored idempotency records, consumptions and holds a batch's commands name.</summary>
+    private static void AddLookups(NpgsqlBatch batch, List<Action<NpgsqlDataReader>> readers, BatchLookupRequest request, BatchLookups lookups)
     {
-        var lookups = new BatchLookups();
-        await using var batch = new NpgsqlBatch(connection);
-        var readers = new List<Action<NpgsqlDataReader>>();
         if (request.IdempotencyKeys.Count > 0)
         {
             // A join on the (organization, key) pairs, so the primary key (organization_id, key) is probed once per pair.
@@ -121,8 +123,6 @@ public sealed partial class PostgresLedgerStore
                 if (wanted.Contains((hold.OrganizationId, hold.Hold.Id))) lookups.Holds[hold.Hold.Id] = hold;
             });
         }
-        if (batch.BatchCommands.Count > 0) await ReadAllAsync(batch, readers, cancellationToken);
-        return lookups;
     }
 
     /// <summary>Runs the batch and hands each result set, in order, to its reader; statements without rows (BEGIN, COMMIT) have none.</summary>

@@ -105,7 +105,7 @@ public sealed partial class PostgresLedgerStore : RelationalStore
     /// Opens the batch's transaction on the writer's connection, locks the organizations' rows in id order
     /// and loads their state as committed by any node; the locks hold until the commit.
     /// </summary>
-    public override async Task<IBatchTransaction> BeginBatchAsync(IReadOnlyList<string> sortedOrganizationIds, CancellationToken cancellationToken)
+    public override async Task<IBatchTransaction> BeginBatchAsync(IReadOnlyList<string> sortedOrganizationIds, BatchLookupRequest lookups, CancellationToken cancellationToken)
     {
         if (Interlocked.Increment(ref batchesOpen) != 1)
         {
@@ -116,8 +116,9 @@ public sealed partial class PostgresLedgerStore : RelationalStore
         try
         {
             connection = await WriteConnectionAsync(cancellationToken);
-            var organizations = await LoadOrganizationsAsync(connection, LoadMode.LockForBatch, sortedOrganizationIds, cancellationToken);
-            return new Batch(this, connection, organizations);
+            var found = new BatchLookups();
+            var organizations = await LoadOrganizationsAsync(connection, LoadMode.LockForBatch, sortedOrganizationIds, cancellationToken, (lookups, found));
+            return new Batch(this, connection, organizations, found);
         }
         catch
         {
@@ -140,7 +141,7 @@ public sealed partial class PostgresLedgerStore : RelationalStore
     /// <summary>A setting as it stands inside a batch's transaction, so tests can show durability is on whatever the database's defaults.</summary>
     internal async Task<string> SettingInBatchAsync(string name, CancellationToken cancellationToken)
     {
-        await using var batch = (Batch)await BeginBatchAsync([], cancellationToken);
+        await using var batch = (Batch)await BeginBatchAsync([], new BatchLookupRequest([], [], []), cancellationToken);
         await using var command = new NpgsqlCommand("SELECT current_setting(@name)", batch.Connection);
         command.Parameters.AddWithValue("name", name);
         return (string)(await command.ExecuteScalarAsync(cancellationToken))!;
@@ -259,10 +260,10 @@ public sealed partial class PostgresLedgerStore : RelationalStore
     }
 
     /// <summary>
-    /// One batch's transaction on the writer's connection. BEGIN travels with the lock-and-load statements and
-    /// COMMIT with the writes, so a batch costs three round trips: lock and load, lookups, write and commit.
+    /// One batch's transaction on the writer's connection. BEGIN and the lookups travel with the lock-and-load
+    /// statements and COMMIT with the writes, so a batch costs two round trips: lock, load and look up; write and commit.
     /// </summary>
-    private sealed class Batch(PostgresLedgerStore store, NpgsqlConnection connection, Dictionary<string, OrganizationState> organizations)
+    private sealed class Batch(PostgresLedgerStore store, NpgsqlConnection connection, Dictionary<string, OrganizationState> organizations, BatchLookups lookups)
         : IBatchTransaction
     {
         private bool finished;
@@ -270,8 +271,7 @@ public sealed partial class PostgresLedgerStore : RelationalStore
         public NpgsqlConnection Connection => connection;
         public IReadOnlyDictionary<string, OrganizationState> Organizations => organizations;
 
-        public Task<BatchLookups> LookupAsync(BatchLookupRequest request, CancellationToken cancellationToken) =>
-            store.LookupBatchedAsync(connection, request, cancellationToken);
+        public BatchLookups Lookups => lookups;
 
         public async Task CommitAsync(BatchChanges changes, CancellationToken cancellationToken)
         {

@@ -99,7 +99,7 @@ public sealed class SqliteLedgerStore : RelationalStore
         return Convert.ToInt64(await command.ExecuteScalarAsync());
     }
 
-    public override async Task<IBatchTransaction> BeginBatchAsync(IReadOnlyList<string> sortedOrganizationIds, CancellationToken cancellationToken)
+    public override async Task<IBatchTransaction> BeginBatchAsync(IReadOnlyList<string> sortedOrganizationIds, BatchLookupRequest lookups, CancellationToken cancellationToken)
     {
         var connection = WriteConnection;
         var transaction = (SqliteTransaction)await connection.BeginTransactionAsync(System.Data.IsolationLevel.Serializable, cancellationToken);
@@ -111,13 +111,13 @@ public sealed class SqliteLedgerStore : RelationalStore
                 var state = committed.GetValueOrDefault(id) ?? await LoadOrganizationAsync(connection, transaction, id, cancellationToken);
                 if (state is not null) organizations[id] = state;
             }
+            return new Batch(this, transaction, organizations, await LookupAsync(connection, transaction, lookups, cancellationToken));
         }
         catch
         {
             await transaction.DisposeAsync();
             throw;
         }
-        return new Batch(this, transaction, organizations);
     }
 
     public override async ValueTask<OrganizationState?> ReadOrganizationAsync(string organizationId, CancellationToken cancellationToken)
@@ -279,15 +279,14 @@ public sealed class SqliteLedgerStore : RelationalStore
 
     private SqliteConnection WriteConnection => writeConnection ?? throw new InvalidOperationException("The store is not initialized.");
 
-    private sealed class Batch(SqliteLedgerStore store, SqliteTransaction transaction, Dictionary<string, OrganizationState> organizations)
+    private sealed class Batch(SqliteLedgerStore store, SqliteTransaction transaction, Dictionary<string, OrganizationState> organizations, BatchLookups lookups)
         : IBatchTransaction
     {
         private bool finished;
 
         public IReadOnlyDictionary<string, OrganizationState> Organizations => organizations;
 
-        public Task<BatchLookups> LookupAsync(BatchLookupRequest request, CancellationToken cancellationToken) =>
-            store.LookupAsync(store.WriteConnection, transaction, request, cancellationToken);
+        public BatchLookups Lookups => lookups;
 
         public async Task CommitAsync(BatchChanges changes, CancellationToken cancellationToken)
         {
