@@ -25,9 +25,12 @@ trap cleanup EXIT
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 wait_http() { for _ in $(seq 1 100); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no answer from $1"; exit 1; }
-# Runs wrk RUNS times and prints the median requests per second; fails if any response was not 2xx.
+# Runs wrk RUNS times and prints the median requests per second; fails if any response was not 2xx. A first,
+# unmeasured run of WARMUP seconds lets the JIT finish tiering up the code the load runs (anchors and Tally alike).
+WARMUP=${WARMUP:-3}
 wrk_median() {
   local script=$1 url=$2; shift 2
+  wrk -t2 -c"$CONNECTIONS" -d"${WARMUP}s" -s "$script" "$url" "$@" >/dev/null
   for _ in $(seq 1 "$RUNS"); do
     local out; out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" -s "$script" "$url" "$@")
     grep -q '^non2xx=0$' <<<"$out" || { echo "non-2xx responses in $url:" >&2; echo "$out" >&2; exit 1; }

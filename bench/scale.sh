@@ -35,7 +35,10 @@ STARTUP_MS=$(( ($(date +%s%N) - START) / 1000000 ))
 SERVER=$(pgrep -f "tally.dll serve --urls http://127.0.0.1:5191" | head -1)
 
 export KEYS="$DATA/keys.txt"
+# As in bench/run.sh: an unmeasured warm-up run first, then the median of RUNS.
+WARMUP=${WARMUP:-3}
 wrk_median() {
+  wrk -t2 -c"$CONNECTIONS" -d"${WARMUP}s" -s "$1" http://127.0.0.1:5191 >/dev/null
   for _ in $(seq 1 "$RUNS"); do
     out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" -s "$1" http://127.0.0.1:5191)
     grep -q '^non2xx=0$' <<<"$out" || { echo "non-2xx responses: $out" >&2; exit 1; }
