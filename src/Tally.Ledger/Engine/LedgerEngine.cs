@@ -164,10 +164,17 @@ public sealed class LedgerEngine : IAsyncDisposable
     /// <summary>Committed balance, advanced to now without writing (the write happens on the next change or sweep).</summary>
     public async ValueTask<Outcome<BalanceView>> GetBalanceAsync(string organizationId, CancellationToken cancellationToken = default)
     {
-        var state = await ReadAdvancedAsync(organizationId, cancellationToken);
-        return state is null
+        var state = await store.ReadOrganizationAsync(organizationId, cancellationToken);
+        return state is null || state.Status == OrganizationStatus.Deleted
             ? Outcome<BalanceView>.Failure(LedgerError.NotFound("The organization"))
-            : new(Views.Balance(state, time.GetUtcNow()), null);
+            : new(BalanceOf(state), null);
+    }
+
+    /// <summary>The balance of a state already read (by authentication), advanced to now without writing.</summary>
+    public BalanceView BalanceOf(OrganizationState state)
+    {
+        var now = time.GetUtcNow();
+        return Views.Balance(AdvancedTo(state, now), now);
     }
 
     /// <summary>
@@ -188,12 +195,6 @@ public sealed class LedgerEngine : IAsyncDisposable
 
     /// <summary>The store keeps milliseconds; deciding on the same precision keeps memory and disk identical.</summary>
     public static DateTimeOffset WholeMilliseconds(DateTimeOffset time) => DateTimeOffset.FromUnixTimeMilliseconds(time.ToUnixTimeMilliseconds());
-
-    private async ValueTask<OrganizationState?> ReadAdvancedAsync(string organizationId, CancellationToken cancellationToken)
-    {
-        var state = await store.ReadOrganizationAsync(organizationId, cancellationToken);
-        return state is null || state.Status == OrganizationStatus.Deleted ? null : AdvancedTo(state, time.GetUtcNow());
-    }
 
     /// <summary>Committed state as it is at <paramref name="now"/>: renewals and expiries applied to a copy, nothing written.</summary>
     private static OrganizationState AdvancedTo(OrganizationState state, DateTimeOffset now)
