@@ -11,10 +11,8 @@ public abstract partial class RelationalStore
     protected async Task<List<T>> QueryAsync<T>(string sql, Func<DbDataReader, T> map, CancellationToken cancellationToken, params (string, object?)[] parameters)
     {
         await using var connection = await OpenReadConnectionAsync(cancellationToken);
-        await using var command = Command(connection, null, sql, parameters);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         var rows = new List<T>();
-        while (await reader.ReadAsync(cancellationToken)) rows.Add(map(reader));
+        await ReadRowsAsync(connection, null, sql, reader => rows.Add(map(reader)), cancellationToken, parameters);
         return rows;
     }
 

@@ -73,6 +73,22 @@ public abstract partial class RelationalStore : ILedgerStore
     /// <summary>Disposes a command unless the subclass keeps it prepared for reuse.</summary>
     protected virtual ValueTask ReturnAsync(DbCommand command) => command.DisposeAsync();
 
+    /// <summary>Runs a query on the given connection (inside its transaction, if any) and hands each row to <paramref name="read"/>.</summary>
+    protected async Task ReadRowsAsync(DbConnection connection, DbTransaction? transaction, string sql, Action<DbDataReader> read,
+        CancellationToken cancellationToken, params (string Name, object? Value)[] parameters)
+    {
+        var command = Command(connection, transaction, sql, parameters);
+        try
+        {
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken)) read(reader);
+        }
+        finally
+        {
+            await ReturnAsync(command);
+        }
+    }
+
     protected static long Long(DbDataReader reader, int ordinal) => Convert.ToInt64(reader.GetValue(ordinal));
     protected static long? NullableLong(DbDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : Convert.ToInt64(reader.GetValue(ordinal));
     protected static string? NullableString(DbDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetString(ordinal);
@@ -84,21 +100,23 @@ public abstract partial class RelationalStore : ILedgerStore
     /// <summary>Loads one organization's state: its row, unexpired grants, open holds and assistants.</summary>
     protected async Task<OrganizationState?> LoadOrganizationAsync(DbConnection connection, DbTransaction? transaction, string organizationId, CancellationToken cancellationToken)
     {
-        OrganizationState? state = null;
-        var command = Command(connection, transaction, $"SELECT {OrganizationColumns} FROM organizations WHERE id = @id", ("@id", organizationId));
-        try
-        {
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-            if (!await reader.ReadAsync(cancellationToken)) return null;
-            state = ReadOrganization(reader);
-        }
-        finally
-        {
-            await ReturnAsync(command);
-        }
-        await LoadGrantsAsync(connection, transaction, state, cancellationToken);
-        await LoadHoldsAsync(connection, transaction, state, cancellationToken);
-        await LoadAssistantsAsync(connection, transaction, state, cancellationToken);
+        OrganizationState? found = null;
+        await ReadRowsAsync(connection, transaction, $"SELECT {OrganizationColumns} FROM organizations WHERE id = @id",
+            reader => found = ReadOrganization(reader), cancellationToken, ("@id", organizationId));
+        if (found is not { } state) return null;
+        await ReadRowsAsync(connection, transaction,
+            $"SELECT {GrantColumns} FROM grants WHERE organization_id = @id AND expired = 0 ORDER BY created_at, id",
+            reader => state.Grants.Add(ReadGrant(reader, 0)), cancellationToken, ("@id", organizationId));
+        await ReadRowsAsync(connection, transaction, $"SELECT {OpenHoldColumns} FROM holds WHERE organization_id = @id AND status = 'open'",
+            reader =>
+            {
+                var hold = ReadHold(reader, 0);
+                state.OpenHolds[hold.Id] = hold;
+            },
+            cancellationToken, ("@id", organizationId));
+        await ReadRowsAsync(connection, transaction,
+            $"SELECT {AssistantColumns} FROM assistants WHERE organization_id = @id AND deleted_at IS NULL ORDER BY created_at, id",
+            reader => state.Assistants.Add(ReadAssistant(reader, 0)), cancellationToken, ("@id", organizationId));
         return state;
     }
 
@@ -189,62 +207,11 @@ public abstract partial class RelationalStore : ILedgerStore
         return new HoldRow(organizationId, ReadHold(reader, first), status, Long(reader, first + 8), Time(NullableLong(reader, first + 9)));
     }
 
-    private async Task LoadGrantsAsync(DbConnection connection, DbTransaction? transaction, OrganizationState state, CancellationToken cancellationToken)
-    {
-        var command = Command(connection, transaction,
-            $"SELECT {GrantColumns} FROM grants WHERE organization_id = @id AND expired = 0 ORDER BY created_at, id", ("@id", state.Id));
-        try
-        {
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-            while (await reader.ReadAsync(cancellationToken)) state.Grants.Add(ReadGrant(reader, 0));
-        }
-        finally
-        {
-            await ReturnAsync(command);
-        }
-    }
-
-    private async Task LoadHoldsAsync(DbConnection connection, DbTransaction? transaction, OrganizationState state, CancellationToken cancellationToken)
-    {
-        var command = Command(connection, transaction,
-            $"SELECT {OpenHoldColumns} FROM holds WHERE organization_id = @id AND status = 'open'", ("@id", state.Id));
-        try
-        {
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-            while (await reader.ReadAsync(cancellationToken))
-            {
-                var hold = ReadHold(reader, 0);
-                state.OpenHolds[hold.Id] = hold;
-            }
-        }
-        finally
-        {
-            await ReturnAsync(command);
-        }
-    }
-
     protected static HoldState ReadHold(DbDataReader reader, int first) => new(
         reader.GetString(first), Long(reader, first + 1), Time(Long(reader, first + 2)), Time(Long(reader, first + 3)),
         JsonSerializer.Deserialize(reader.GetString(first + 4), LedgerJson.Default.AllocationArray) ?? [],
         NullableString(reader, first + 5), NullableString(reader, first + 6));
 
-    private async Task LoadAssistantsAsync(DbConnection connection, DbTransaction? transaction, OrganizationState state, CancellationToken cancellationToken)
-    {
-        var command = Command(connection, transaction,
-            $"SELECT {AssistantColumns} FROM assistants WHERE organization_id = @id AND deleted_at IS NULL ORDER BY created_at, id",
-            ("@id", state.Id));
-        try
-        {
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-            while (await reader.ReadAsync(cancellationToken)) state.Assistants.Add(ReadAssistant(reader, 0));
-        }
-        finally
-        {
-            await ReturnAsync(command);
-        }
-    }
-
-    /// <summary>Reads the stored idempotency records, consumptions and holds that a batch's commands name.</summary>
     /// <summary>
     /// Idempotency keys looked up in one statement: point lookups joined by UNION ALL, each on the primary key,
     /// in statements of 32, 16, … 1 keys (SQLite allows 500 terms in one compound SELECT, and finds each
@@ -267,6 +234,7 @@ public abstract partial class RelationalStore : ILedgerStore
     protected static int StatementSize(int remaining, int maximum) =>
         (int)Math.Min(maximum, System.Numerics.BitOperations.RoundUpToPowerOf2((uint)remaining + 1) / 2);
 
+    /// <summary>Reads the stored idempotency records, consumptions and holds that a batch's commands name.</summary>
     protected async Task<BatchLookups> LookupAsync(DbConnection connection, DbTransaction? transaction, BatchLookupRequest request, CancellationToken cancellationToken)
     {
         var lookups = new BatchLookups();
@@ -280,65 +248,26 @@ public abstract partial class RelationalStore : ILedgerStore
                 parameters[index * 2] = (LookupParameterNames[index * 2], keys[start + index].OrganizationId);
                 parameters[index * 2 + 1] = (LookupParameterNames[index * 2 + 1], keys[start + index].Key);
             }
-            var command = Command(connection, transaction, KeyLookupSql(count), parameters);
-            try
+            await ReadRowsAsync(connection, transaction, KeyLookupSql(count), reader =>
             {
-                await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-                while (await reader.ReadAsync(cancellationToken))
-                {
-                    var record = ReadIdempotency(reader, 2, reader.GetString(0), reader.GetString(1));
-                    lookups.Idempotency[(record.OrganizationId, record.Key)] = record;
-                }
-            }
-            finally
-            {
-                await ReturnAsync(command);
-            }
+                var record = ReadIdempotency(reader, 2, reader.GetString(0), reader.GetString(1));
+                lookups.Idempotency[(record.OrganizationId, record.Key)] = record;
+            }, cancellationToken, parameters);
             start += count;
         }
         foreach (var (organizationId, consumptionId) in request.Consumptions)
         {
-            var consumption = await FindConsumptionAsync(connection, transaction, organizationId, consumptionId, cancellationToken);
-            if (consumption is not null) lookups.Consumptions[consumption.Id] = consumption;
+            await ReadRowsAsync(connection, transaction, $"SELECT {ConsumptionColumns} FROM consumptions WHERE id = @id AND organization_id = @organization",
+                reader => lookups.Consumptions[consumptionId] = ReadConsumption(reader, 0, organizationId),
+                cancellationToken, ("@id", consumptionId), ("@organization", organizationId));
         }
         foreach (var (organizationId, holdId) in request.Holds)
         {
-            var hold = await FindHoldAsync(connection, transaction, organizationId, holdId, cancellationToken);
-            if (hold is not null) lookups.Holds[holdId] = hold;
+            await ReadRowsAsync(connection, transaction, $"SELECT {HoldRowColumns} FROM holds WHERE id = @id AND organization_id = @organization",
+                reader => lookups.Holds[holdId] = ReadHoldRow(reader, 0, organizationId),
+                cancellationToken, ("@id", holdId), ("@organization", organizationId));
         }
         return lookups;
-    }
-
-    private async Task<ConsumptionRecord?> FindConsumptionAsync(DbConnection connection, DbTransaction? transaction, string organizationId, string consumptionId, CancellationToken cancellationToken)
-    {
-        var command = Command(connection, transaction,
-            $"SELECT {ConsumptionColumns} FROM consumptions WHERE id = @id AND organization_id = @organization",
-            ("@id", consumptionId), ("@organization", organizationId));
-        try
-        {
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-            return await reader.ReadAsync(cancellationToken) ? ReadConsumption(reader, 0, organizationId) : null;
-        }
-        finally
-        {
-            await ReturnAsync(command);
-        }
-    }
-
-    private async Task<HoldRow?> FindHoldAsync(DbConnection connection, DbTransaction? transaction, string organizationId, string holdId, CancellationToken cancellationToken)
-    {
-        var command = Command(connection, transaction,
-            $"SELECT {HoldRowColumns} FROM holds WHERE id = @id AND organization_id = @organization",
-            ("@id", holdId), ("@organization", organizationId));
-        try
-        {
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-            return await reader.ReadAsync(cancellationToken) ? ReadHoldRow(reader, 0, organizationId) : null;
-        }
-        finally
-        {
-            await ReturnAsync(command);
-        }
     }
 
     /// <summary>Whether a column holds text or a whole number: the only two types the schema uses.</summary>
