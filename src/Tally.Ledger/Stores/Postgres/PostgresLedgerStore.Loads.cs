@@ -97,32 +97,32 @@ public sealed partial class PostgresLedgerStore
                 lookups.Idempotency[(record.OrganizationId, record.Key)] = record;
             });
         }
-        if (request.Consumptions.Count > 0)
+        AddByIdLookup(batch, readers, "consumptions", ConsumptionColumns, request.Consumptions,
+            reader => ReadConsumption(reader, 1, reader.GetString(0)), consumption => (consumption.OrganizationId, consumption.Id),
+            consumption => lookups.Consumptions[consumption.Id] = consumption);
+        AddByIdLookup(batch, readers, "holds", HoldRowColumns, request.Holds,
+            reader => ReadHoldRow(reader, 1, reader.GetString(0)), hold => (hold.OrganizationId, hold.Hold.Id),
+            hold => lookups.Holds[hold.Hold.Id] = hold);
+    }
+
+    /// <summary>
+    /// Rows found by id within the organizations named with them: one statement over both arrays, whose matches
+    /// are then kept only for the (organization, id) pairs asked for, so no row reaches another organization's command.
+    /// </summary>
+    private static void AddByIdLookup<T>(NpgsqlBatch batch, List<Action<NpgsqlDataReader>> readers, string table, string columns,
+        IReadOnlyList<(string OrganizationId, string Id)> wanted, Func<NpgsqlDataReader, T> read, Func<T, (string, string)> keyOf, Action<T> found)
+    {
+        if (wanted.Count == 0) return;
+        var pairs = wanted.ToHashSet();
+        batch.BatchCommands.Add(Statement(
+            $"SELECT organization_id, {columns} FROM {table} WHERE id = ANY(@ids) AND organization_id = ANY(@organizations)",
+            ("@ids", wanted.Select(pair => pair.Id).ToArray()),
+            ("@organizations", wanted.Select(pair => pair.OrganizationId).Distinct().ToArray())));
+        readers.Add(reader =>
         {
-            var wanted = request.Consumptions.ToHashSet();
-            batch.BatchCommands.Add(Statement(
-                $"SELECT organization_id, {ConsumptionColumns} FROM consumptions WHERE id = ANY(@ids) AND organization_id = ANY(@organizations)",
-                ("@ids", request.Consumptions.Select(pair => pair.ConsumptionId).ToArray()),
-                ("@organizations", request.Consumptions.Select(pair => pair.OrganizationId).Distinct().ToArray())));
-            readers.Add(reader =>
-            {
-                var consumption = ReadConsumption(reader, 1, reader.GetString(0));
-                if (wanted.Contains((consumption.OrganizationId, consumption.Id))) lookups.Consumptions[consumption.Id] = consumption;
-            });
-        }
-        if (request.Holds.Count > 0)
-        {
-            var wanted = request.Holds.ToHashSet();
-            batch.BatchCommands.Add(Statement(
-                $"SELECT organization_id, {HoldRowColumns} FROM holds WHERE id = ANY(@ids) AND organization_id = ANY(@organizations)",
-                ("@ids", request.Holds.Select(pair => pair.HoldId).ToArray()),
-                ("@organizations", request.Holds.Select(pair => pair.OrganizationId).Distinct().ToArray())));
-            readers.Add(reader =>
-            {
-                var hold = ReadHoldRow(reader, 1, reader.GetString(0));
-                if (wanted.Contains((hold.OrganizationId, hold.Hold.Id))) lookups.Holds[hold.Hold.Id] = hold;
-            });
-        }
+            var row = read(reader);
+            if (pairs.Contains(keyOf(row))) found(row);
+        });
     }
 
     /// <summary>Runs the batch and hands each result set, in order, to its reader; statements without rows (BEGIN, COMMIT) have none.</summary>
