@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 using Tally.Ledger.Engine;
@@ -28,21 +29,29 @@ public sealed class Credentials(LedgerEngine engine, OperatorKey operatorKey)
     public async ValueTask<(OrganizationCaller? Caller, CredentialFailure Failure)> AuthenticateOrganizationAsync(
         HttpContext context, KeyScopes required)
     {
-        if (!TryReadToken(context, out var token)) return (null, token.Length == 0 ? CredentialFailure.Missing : CredentialFailure.Malformed);
-        string? publicKey = null;
+        // The header is parsed in place (ranges, not substrings): a cached key is then found without allocating.
+        if (!TryReadToken(context, out var header, out var token, out var missing))
+        {
+            return (null, missing ? CredentialFailure.Missing : CredentialFailure.Malformed);
+        }
+        Range? publicKey = null;
         var secret = token;
-        var colon = token.IndexOf(':');
+        var colon = header.AsSpan(token).IndexOf(':');
         if (colon >= 0)
         {
-            publicKey = token[..colon];
-            secret = token[(colon + 1)..];
-            if (!IsKeyPart(publicKey, "pk_")) return (null, CredentialFailure.Malformed);
+            var (offset, length) = token.GetOffsetAndLength(header.Length);
+            publicKey = offset..(offset + colon);
+            secret = (offset + colon + 1)..(offset + length);
+            if (!IsKeyPart(header.AsSpan(publicKey.Value), "pk_")) return (null, CredentialFailure.Malformed);
         }
-        if (!IsKeyPart(secret, "sk_")) return (null, CredentialFailure.Malformed);
-        var key = await engine.FindKeyAsync(secret, context.RequestAborted);
-        if (key is null) return (null, CredentialFailure.Unknown);
-        if (publicKey is not null && !CryptographicOperations.FixedTimeEquals(
-                Encoding.ASCII.GetBytes(publicKey), Encoding.ASCII.GetBytes(key.PublicKey)))
+        if (!IsKeyPart(header.AsSpan(secret), "sk_")) return (null, CredentialFailure.Malformed);
+        if (!engine.TryFindCachedKey(header.AsSpan(secret), out var key))
+        {
+            key = await engine.FindKeyAsync(header[secret], context.RequestAborted);
+            if (key is null) return (null, CredentialFailure.Unknown);
+        }
+        if (publicKey is { } part && !CryptographicOperations.FixedTimeEquals(
+                MemoryMarshal.AsBytes(header.AsSpan(part)), MemoryMarshal.AsBytes(key.PublicKey.AsSpan())))
         {
             return (null, CredentialFailure.Unknown);
         }
@@ -55,30 +64,47 @@ public sealed class Credentials(LedgerEngine engine, OperatorKey operatorKey)
         return (caller, CredentialFailure.None);
     }
 
-    public bool IsOperator(HttpContext context) => TryReadToken(context, out var token) && HasBearer(context) && operatorKey.Matches(token);
+    public bool IsOperator(HttpContext context) =>
+        TryReadToken(context, out var header, out var token, out _) && HasBearer(context) && operatorKey.Matches(header[token]);
 
     private static bool HasBearer(HttpContext context) =>
         context.Request.Headers.Authorization.ToString().StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase);
 
-    /// <summary>The credential with any `Bearer ` scheme removed; false with an empty token when there is none.</summary>
-    private static bool TryReadToken(HttpContext context, out string token)
+    /// <summary>
+    /// The Authorization header and where its credential lies in it, with any `Bearer ` scheme and surrounding
+    /// white space left out. False when there is no credential (<paramref name="missing"/>) or when what is there
+    /// cannot be one: several headers, an overlong one, or a space inside the credential.
+    /// </summary>
+    private static bool TryReadToken(HttpContext context, out string header, out Range token, out bool missing)
     {
-        token = "";
+        header = "";
+        token = default;
+        missing = true;
         var values = context.Request.Headers.Authorization;
         if (values.Count == 0) return false;
-        var header = values.Count == 1 ? values[0]?.Trim() ?? "" : null;
-        if (header is null) { token = "?"; return false; }
-        if (header.Length == 0) return false;
-        if (header.Length > AuthorizationLengthMax) { token = "?"; return false; }
-        if (header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)) header = header[7..].Trim();
-        token = header;
-        return token.Length > 0 && !token.Contains(' ');
+        if (values.Count > 1) { missing = false; return false; }
+        header = values[0] ?? "";
+        var text = header.AsSpan();
+        int start = 0, end = text.Length;
+        while (start < end && char.IsWhiteSpace(text[start])) start++;
+        while (end > start && char.IsWhiteSpace(text[end - 1])) end--;
+        if (start == end) return false;
+        if (end - start > AuthorizationLengthMax) { missing = false; return false; }
+        if (text[start..end].StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
+        {
+            start += "Bearer ".Length;
+            while (start < end && char.IsWhiteSpace(text[start])) start++;
+        }
+        token = start..end;
+        if (start == end) return false;
+        missing = false;
+        return !text[start..end].Contains(' ');
     }
 
-    private static bool IsKeyPart(string text, string prefix)
+    private static bool IsKeyPart(ReadOnlySpan<char> text, string prefix)
     {
         if (!text.StartsWith(prefix, StringComparison.Ordinal) || text.Length <= prefix.Length || text.Length > 128) return false;
-        foreach (var character in text.AsSpan(prefix.Length))
+        foreach (var character in text[prefix.Length..])
         {
             if (!char.IsAsciiLetterOrDigit(character)) return false;
         }
