@@ -57,11 +57,17 @@ public static class CompatibilityApi
     public static IEndpointRouteBuilder MapCompatibility(this IEndpointRouteBuilder routes)
     {
         var group = routes.MapGroup("").WithTags("Compatibility");
+        // Both are singletons, taken once here: a handler parameter bound from services would open a dependency
+        // injection scope on every request of the hottest endpoints.
+        var credentials = routes.ServiceProvider.GetRequiredService<Credentials>();
+        var engine = routes.ServiceProvider.GetRequiredService<LedgerEngine>();
+        var usage = (HttpContext context) => GetMessageCreditsUsage(context, credentials, engine);
+        var checkBalance = (HttpContext context) => CheckBalance(context, credentials, engine);
         // The seeds send `{}` (even on GET, with a form content type); the body is never read, so any body is accepted.
-        group.MapMethods("/chat/Chatbot/GetMessageCreditsUsage", ["GET", "POST"], GetMessageCreditsUsage)
+        group.MapMethods("/chat/Chatbot/GetMessageCreditsUsage", ["GET", "POST"], usage)
             .WithName("GetMessageCreditsUsage")
             .WithSummary("Message credits usage in the envelope of chat.smarterbot.ai and NewOaks (seeds/000, seeds/001).");
-        group.MapGet("/api/v1/agents/check-balance", CheckBalance)
+        group.MapGet("/api/v1/agents/check-balance", checkBalance)
             .WithName("CheckBalance")
             .WithSummary("Whether the organization may send messages, as agentsgt publishes it (seeds/002).");
         return routes;

@@ -73,7 +73,8 @@ public static class ErrorEnvelopes
             }
             catch (Exception exception) when (!context.Response.HasStarted && exception is not OperationCanceledException)
             {
-                context.RequestServices.GetRequiredService<ILogger<TallyServer>>().LogError(exception, "Unhandled error on {Path}", context.Request.Path.Value);
+                context.RequestServices.GetRequiredService<ILogger<TallyServer>>().LogError(exception, "Unhandled error on {Path} (request {RequestId})",
+                    context.Request.Path.Value, context.TraceIdentifier);
                 ClearKeepingRequestId(context);
                 await For(context, 500, "Internal server error").ExecuteAsync(context);
             }
