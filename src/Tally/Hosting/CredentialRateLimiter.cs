@@ -43,16 +43,8 @@ public sealed class CredentialRateLimiter
     /// <summary>Buckets held now, for tests of the bound.</summary>
     internal int BucketCount => Volatile.Read(ref bucketCount);
 
-    public async Task InvokeAsync(HttpContext context, RequestDelegate next)
-    {
-        if (Array.IndexOf(UnlimitedPaths, context.Request.Path.Value) >= 0 || TryTake(context))
-        {
-            await next(context);
-            return;
-        }
-        context.Response.Headers.RetryAfter = "1";
-        await ErrorEnvelopes.For(context, 429, "Too many requests for this key; retry after 1 second.").ExecuteAsync(context);
-    }
+    /// <summary>Whether the request may go on: probes and scrapes always, the rest while their bucket has a token.</summary>
+    public bool Allows(HttpContext context) => Array.IndexOf(UnlimitedPaths, context.Request.Path.Value) >= 0 || TryTake(context);
 
     /// <summary>Takes a token from the bucket of the request's credential; false when it is empty.</summary>
     internal bool TryTake(HttpContext context)

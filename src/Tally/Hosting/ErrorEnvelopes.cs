@@ -46,50 +46,28 @@ public static class ErrorEnvelopes
     /// Drops whatever the failed handler set, but not the request id: an error's answer is where the client most
     /// needs the id that finds its log lines.
     /// </summary>
-    private static void ClearKeepingRequestId(HttpContext context)
+    public static void ClearKeepingRequestId(HttpContext context)
     {
         context.Response.Clear();
         context.Response.Headers[RequestPipeline.RequestIdHeader] = context.TraceIdentifier;
     }
 
-    public static IApplicationBuilder UseErrorEnvelopes(this IApplicationBuilder app)
+    /// <summary>
+    /// The answer to a status set without a body (an unknown route, a wrong method, a parameter that did not
+    /// bind): what ASP.NET Core's status code pages would answer, in the path's envelope.
+    /// </summary>
+    public static bool NeedsBody(HttpResponse response) =>
+        !response.HasStarted && response.StatusCode is >= 400 and < 600
+        && response.ContentLength is null && string.IsNullOrEmpty(response.ContentType);
+
+    public static IResult ForStatus(HttpContext context)
     {
-        app.Use(async (context, next) =>
+        var message = context.Response.StatusCode switch
         {
-            if (context.Request.ContentLength > RequestBodyBytesMax)
-            {
-                await For(context, 413, $"The request body is larger than {RequestBodyBytesMax} bytes.").ExecuteAsync(context);
-                return;
-            }
-            try
-            {
-                await next(context);
-            }
-            catch (BadHttpRequestException exception) when (!context.Response.HasStarted)
-            {
-                var message = exception.StatusCode == 413 ? $"The request body is larger than {RequestBodyBytesMax} bytes." : "The request could not be read.";
-                ClearKeepingRequestId(context);
-                await For(context, exception.StatusCode, message).ExecuteAsync(context);
-            }
-            catch (Exception exception) when (!context.Response.HasStarted && exception is not OperationCanceledException)
-            {
-                context.RequestServices.GetRequiredService<ILogger<TallyServer>>().LogError(exception, "Unhandled error on {Path} (request {RequestId})",
-                    context.Request.Path.Value, context.TraceIdentifier);
-                ClearKeepingRequestId(context);
-                await For(context, 500, "Internal server error").ExecuteAsync(context);
-            }
-        });
-        app.UseStatusCodePages(async statusContext =>
-        {
-            var context = statusContext.HttpContext;
-            var message = context.Response.StatusCode switch
-            {
-                404 => $"No endpoint at {context.Request.Method} {context.Request.Path}; see /docs.",
-                405 => $"{context.Request.Method} is not allowed on {context.Request.Path}; see /docs.",
-                _ => "The request could not be processed.",
-            };
-            await For(context, context.Response.StatusCode, message).ExecuteAsync(context);
-        });
-        return app;
+            404 => $"No endpoint at {context.Request.Method} {context.Request.Path}; see /docs.",
+            405 => $"{context.Request.Method} is not allowed on {context.Request.Path}; see /docs.",
+            _ => "The request could not be processed.",
+        };
+        return For(context, context.Response.StatusCode, message);
     }
 }

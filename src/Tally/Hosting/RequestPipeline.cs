@@ -4,30 +4,53 @@ namespace Tally.Hosting;
 
 public static class RequestPipeline
 {
-    /// <summary>The response header carrying the request's id, which every log line of the request has in its scope.</summary>
+    /// <summary>The response header carrying the request's id; the error log line of a failed request names it.</summary>
     public const string RequestIdHeader = "X-Request-Id";
 
-    /// <summary>Rate limits every request but the probes and scrapes by its credential (<see cref="CredentialRateLimiter"/>).</summary>
-    public static IApplicationBuilder UseCredentialRateLimiting(this IApplicationBuilder app)
-    {
-        var limiter = app.ApplicationServices.GetRequiredService<CredentialRateLimiter>();
-        return app.Use((context, next) => limiter.InvokeAsync(context, next));
-    }
-
     /// <summary>
-    /// Gives every request an id (returned as X-Request-Id; the error log line of a failed request names it) and
-    /// counts it by route and status. No log scope is opened per request: the scope's async-local state cost
-    /// every request of the hottest endpoints, and only a failed request writes a log line.
+    /// Everything that happens to every request before and after its endpoint, as one middleware (one async frame
+    /// per request instead of four; each layer cost a few percent of a balance check): the request id, the body
+    /// size limit, the rate limit by credential (<see cref="CredentialRateLimiter"/>), errors and bodiless error
+    /// statuses answered in the path's envelope (<see cref="ErrorEnvelopes"/>), and the count by route and status.
+    /// No log scope is opened per request: its async-local state cost every request, and only a failed request
+    /// writes a log line.
     /// </summary>
-    public static IApplicationBuilder UseRequestObservation(this IApplicationBuilder app)
+    public static IApplicationBuilder UseRequestHandling(this IApplicationBuilder app)
     {
         var metrics = app.ApplicationServices.GetRequiredService<TallyMetrics>();
+        var limiter = app.ApplicationServices.GetRequiredService<CredentialRateLimiter>();
+        var logger = app.ApplicationServices.GetRequiredService<ILogger<TallyServer>>();
         app.Use(async (context, next) =>
         {
             context.Response.Headers[RequestIdHeader] = context.TraceIdentifier;
             try
             {
-                await next(context);
+                if (context.Request.ContentLength > ErrorEnvelopes.RequestBodyBytesMax)
+                {
+                    await ErrorEnvelopes.For(context, 413, $"The request body is larger than {ErrorEnvelopes.RequestBodyBytesMax} bytes.").ExecuteAsync(context);
+                }
+                else if (!limiter.Allows(context))
+                {
+                    context.Response.Headers.RetryAfter = "1";
+                    await ErrorEnvelopes.For(context, 429, "Too many requests for this key; retry after 1 second.").ExecuteAsync(context);
+                }
+                else
+                {
+                    await next(context);
+                    if (ErrorEnvelopes.NeedsBody(context.Response)) await ErrorEnvelopes.ForStatus(context).ExecuteAsync(context);
+                }
+            }
+            catch (BadHttpRequestException exception) when (!context.Response.HasStarted)
+            {
+                var message = exception.StatusCode == 413 ? $"The request body is larger than {ErrorEnvelopes.RequestBodyBytesMax} bytes." : "The request could not be read.";
+                ErrorEnvelopes.ClearKeepingRequestId(context);
+                await ErrorEnvelopes.For(context, exception.StatusCode, message).ExecuteAsync(context);
+            }
+            catch (Exception exception) when (!context.Response.HasStarted && exception is not OperationCanceledException)
+            {
+                logger.LogError(exception, "Unhandled error on {Path} (request {RequestId})", context.Request.Path.Value, context.TraceIdentifier);
+                ErrorEnvelopes.ClearKeepingRequestId(context);
+                await ErrorEnvelopes.For(context, 500, "Internal server error").ExecuteAsync(context);
             }
             finally
             {

@@ -62,9 +62,7 @@ public sealed class TallyServer
         // Created at start so that every measurement from the first request on is collected.
         app.Services.GetRequiredService<Operations.PrometheusExporter>();
         app.Services.GetRequiredService<Operations.TallyMetrics>();
-        app.UseRequestObservation();
-        app.UseErrorEnvelopes();
-        app.UseCredentialRateLimiting();
+        app.UseRequestHandling();
         app.MapOperations();
         app.MapCompatibility();
         app.MapOrganizationApi();
