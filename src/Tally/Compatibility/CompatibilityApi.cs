@@ -1,6 +1,7 @@
 using System.Text.Json.Serialization;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Tally.Auth;
+using Tally.Http;
 using Tally.Ledger.Engine;
 using Tally.Ledger.Model;
 
@@ -73,7 +74,7 @@ public static class CompatibilityApi
         return routes;
     }
 
-    public static async Task<JsonHttpResult<CreditsUsageEnvelope>> GetMessageCreditsUsage(HttpContext context, Credentials credentials, LedgerEngine engine)
+    public static async Task<JsonBody<CreditsUsageEnvelope>> GetMessageCreditsUsage(HttpContext context, Credentials credentials, LedgerEngine engine)
     {
         var (caller, failure) = await credentials.AuthenticateOrganizationAsync(context, KeyScopes.BalanceRead);
         var refusal = failure switch
@@ -90,29 +91,29 @@ public static class CompatibilityApi
         return Envelope(new CreditsUsageEnvelope(new CreditsUsage(figures.Total, figures.Used, figures.Remaining), "1.0.0", true, 200, ""), 200);
     }
 
-    public static async Task<Results<JsonHttpResult<AgentBalance>, JsonHttpResult<AgentNoSubscription>, JsonHttpResult<AgentError>>> CheckBalance(
+    public static async Task<Results<JsonBody<AgentBalance>, JsonBody<AgentNoSubscription>, JsonBody<AgentError>>> CheckBalance(
         HttpContext context, Credentials credentials, LedgerEngine engine)
     {
         var (caller, failure) = await credentials.AuthenticateOrganizationAsync(context, KeyScopes.BalanceRead);
         switch (failure)
         {
             case CredentialFailure.None: break;
-            case CredentialFailure.OrganizationUnavailable: return TypedResults.Json(AgentError.Of(AgentsNotFound), CompatibilityJson.Default.AgentError, statusCode: 404);
+            case CredentialFailure.OrganizationUnavailable: return new JsonBody<AgentError>(AgentError.Of(AgentsNotFound), CompatibilityJson.Default.AgentError, 404);
             case CredentialFailure.MissingScope:
-                return TypedResults.Json(AgentError.Of("This key lacks the balance:read scope"), CompatibilityJson.Default.AgentError, statusCode: 403);
-            default: return TypedResults.Json(AgentError.Of(AgentsUnauthorized), CompatibilityJson.Default.AgentError, statusCode: 401);
+                return new JsonBody<AgentError>(AgentError.Of("This key lacks the balance:read scope"), CompatibilityJson.Default.AgentError, 403);
+            default: return new JsonBody<AgentError>(AgentError.Of(AgentsUnauthorized), CompatibilityJson.Default.AgentError, 401);
         }
         var figures = engine.FiguresOf(caller!.Organization!);
         if (!figures.Subscribed)
         {
-            return TypedResults.Json(new AgentNoSubscription(false, false, false, AgentsNoSubscription), CompatibilityJson.Default.AgentNoSubscription);
+            return new JsonBody<AgentNoSubscription>(new AgentNoSubscription(false, false, false, AgentsNoSubscription), CompatibilityJson.Default.AgentNoSubscription);
         }
-        return TypedResults.Json(new AgentBalance(true, caller.OrganizationId, figures.Unlimited || figures.Remaining > 0, figures.HasAssistant),
+        return new JsonBody<AgentBalance>(new AgentBalance(true, caller.OrganizationId, figures.Unlimited || figures.Remaining > 0, figures.HasAssistant),
             CompatibilityJson.Default.AgentBalance);
     }
 
-    private static JsonHttpResult<CreditsUsageEnvelope> Envelope(CreditsUsageEnvelope envelope, int status) =>
-        TypedResults.Json(envelope, CompatibilityJson.Default.CreditsUsageEnvelope, statusCode: status);
+    private static JsonBody<CreditsUsageEnvelope> Envelope(CreditsUsageEnvelope envelope, int status) =>
+        new(envelope, CompatibilityJson.Default.CreditsUsageEnvelope, status);
 }
 
 [JsonSerializable(typeof(CreditsUsageEnvelope))]

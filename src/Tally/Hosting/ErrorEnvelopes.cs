@@ -18,7 +18,7 @@ public static class ErrorEnvelopes
         var path = context.Request.Path;
         if (path.StartsWithSegments("/chat"))
         {
-            return TypedResults.Json(CreditsUsageEnvelope.Error(status, message), CompatibilityJson.Default.CreditsUsageEnvelope, statusCode: status);
+            return new JsonBody<CreditsUsageEnvelope>(CreditsUsageEnvelope.Error(status, message), CompatibilityJson.Default.CreditsUsageEnvelope, status);
         }
         if (path.StartsWithSegments("/api/v1/agents"))
         {
@@ -29,7 +29,7 @@ public static class ErrorEnvelopes
                 >= 500 => CompatibilityApi.InternalError,
                 _ => message,
             };
-            return TypedResults.Json(AgentError.Of(text), CompatibilityJson.Default.AgentError, statusCode: status);
+            return new JsonBody<AgentError>(AgentError.Of(text), CompatibilityJson.Default.AgentError, status);
         }
         return status switch
         {
