@@ -36,7 +36,7 @@ SERVER=$(pgrep -f "tally.dll serve --urls http://127.0.0.1:5191" | head -1)
 
 export KEYS="$DATA/keys.txt"
 # As in bench/run.sh: an unmeasured warm-up run first, then the median of RUNS.
-WARMUP=${WARMUP:-3}
+WARMUP=${WARMUP:-10}
 wrk_median() {
   wrk -t2 -c"$CONNECTIONS" -d"${WARMUP}s" -s "$1" http://127.0.0.1:5191 >/dev/null
   for _ in $(seq 1 "$RUNS"); do
