@@ -18,8 +18,8 @@ public sealed record OrganizationCaller(ApiKeyRecord Key, OrganizationState? Org
 public enum CredentialFailure { None, Missing, Malformed, Unknown, MissingScope, OrganizationUnavailable }
 
 /// <summary>
-/// SPEC §3.1: `Bearer pk_…:sk_…`, `Bearer sk_…` or a bare `sk_…`. Secrets are hashed before lookup and the
-/// public part is compared in constant time; nothing here logs a credential.
+/// SPEC §3.1: `Bearer pk_…:sk_…`, `Bearer sk_…` or a bare `sk_…`. A secret is found in the engine's key cache, or
+/// by its hash in the store; the public part is compared in constant time; nothing here logs a credential.
 /// </summary>
 public sealed class Credentials(LedgerEngine engine, OperatorKey operatorKey)
 {
