@@ -62,7 +62,6 @@ echo "== seeding $ORGANIZATIONS organizations"
 python3 "$ROOT/bench/load/seed.py" http://127.0.0.1:5181 bench "$ORGANIZATIONS" "$WORK/keys.txt"
 
 echo "== anchors"
-HELLO=$(wrk_median "$ROOT/bench/load/hello.lua" http://127.0.0.1:5180/hello)
 FSYNC_OUT=$("$PG_BIN/pg_test_fsync" -s 2 -f "$WORK/fsync.tmp")
 # The first "fdatasync" row: one 8 kB write and its sync.
 FSYNC_LINE=$(awk '$1 == "fdatasync" && $3 == "ops/sec" { print; exit }' <<<"$FSYNC_OUT")
@@ -81,8 +80,26 @@ done | median)
 
 echo "== Tally on SQLite"
 export KEYS="$WORK/keys.txt"
-T1_AGENTS=$(wrk_median "$ROOT/bench/load/check-balance.lua" http://127.0.0.1:5181)
-T1_CHAT=$(TALLY_PATH=/chat/Chatbot/GetMessageCreditsUsage wrk_median "$ROOT/bench/load/check-balance.lua" http://127.0.0.1:5181)
+# T1 and its anchor are measured in turns (hello, check-balance, GetMessageCreditsUsage, RUNS times) after a
+# warm-up of each, so that the host's drift over minutes falls on both sides of the ratio alike.
+wrk_once() {
+  local out; out=$(wrk -t2 -c"$CONNECTIONS" -d"$1" -s "$2" "$3")
+  grep -q '^non2xx=0$' <<<"$out" || { echo "non-2xx responses in $3:" >&2; echo "$out" >&2; exit 1; }
+  awk '/^Requests\/sec/ { print $2 }' <<<"$out"
+}
+wrk_once "${WARMUP}s" "$ROOT/bench/load/hello.lua" http://127.0.0.1:5180/hello >/dev/null
+wrk_once "${WARMUP}s" "$ROOT/bench/load/check-balance.lua" http://127.0.0.1:5181 >/dev/null
+TALLY_PATH=/chat/Chatbot/GetMessageCreditsUsage wrk_once "${WARMUP}s" "$ROOT/bench/load/check-balance.lua" http://127.0.0.1:5181 >/dev/null
+: > "$WORK/t1-hello.txt"; : > "$WORK/t1-agents.txt"; : > "$WORK/t1-chat.txt"
+for _ in $(seq 1 "$RUNS"); do
+  wrk_once "${DURATION}s" "$ROOT/bench/load/hello.lua" http://127.0.0.1:5180/hello >> "$WORK/t1-hello.txt"
+  wrk_once "${DURATION}s" "$ROOT/bench/load/check-balance.lua" http://127.0.0.1:5181 >> "$WORK/t1-agents.txt"
+  TALLY_PATH=/chat/Chatbot/GetMessageCreditsUsage wrk_once "${DURATION}s" "$ROOT/bench/load/check-balance.lua" http://127.0.0.1:5181 >> "$WORK/t1-chat.txt"
+done
+HELLO=$(median < "$WORK/t1-hello.txt")
+T1_AGENTS=$(median < "$WORK/t1-agents.txt")
+T1_CHAT=$(median < "$WORK/t1-chat.txt")
+echo "T1 runs: hello $(paste -sd' ' "$WORK/t1-hello.txt"); check-balance $(paste -sd' ' "$WORK/t1-agents.txt"); GetMessageCreditsUsage $(paste -sd' ' "$WORK/t1-chat.txt")"
 T2=$(wrk_median "$ROOT/bench/load/consume.lua" http://127.0.0.1:5181)
 # T5, like every figure, is the median of RUNS runs.
 LATENCY_ONE=$(for _ in $(seq 1 "$RUNS"); do
