@@ -53,13 +53,14 @@ public static class ErrorEnvelopes
     }
 
     /// <summary>
-    /// The answer to a status set without a body (an unknown route, a wrong method, a parameter that did not
-    /// bind): what ASP.NET Core's status code pages would answer, in the path's envelope.
+    /// Whether the response has an error status and nothing else yet (an unknown route, a wrong method, a parameter
+    /// that did not bind): the cases ASP.NET Core's status code pages answer.
     /// </summary>
     public static bool NeedsBody(HttpResponse response) =>
         !response.HasStarted && response.StatusCode is >= 400 and < 600
         && response.ContentLength is null && string.IsNullOrEmpty(response.ContentType);
 
+    /// <summary>The body such a response gets, in the envelope of the API its path belongs to.</summary>
     public static IResult ForStatus(HttpContext context)
     {
         var message = context.Response.StatusCode switch
