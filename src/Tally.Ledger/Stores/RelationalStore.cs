@@ -402,8 +402,9 @@ public abstract partial class RelationalStore : ILedgerStore
             foreach (var item in items) rows.Add(row(item));
             tables.Add((table, rows));
         }
-        var deadlineUnchanged = changes.Organizations.Values.ToLookup(state =>
-            changes.DeadlinesAsLoaded.TryGetValue(state.Id, out var loaded) && loaded == state.NextDeadline());
+        // Each organization's deadline is computed once: it both chooses the statement and is written.
+        var deadlineUnchanged = changes.Organizations.Values.Select(state => (State: state, Deadline: state.NextDeadline()))
+            .ToLookup(pair => changes.DeadlinesAsLoaded.TryGetValue(pair.State.Id, out var loaded) && loaded == pair.Deadline);
         Add(OrganizationsWrite, deadlineUnchanged[true].ToList(), OrganizationRow);
         Add(OrganizationsDeadlineWrite, deadlineUnchanged[false].ToList(), OrganizationRow);
         // Expired grants first: a plan change expires the period's allowance and issues its replacement for the
@@ -425,15 +426,16 @@ public abstract partial class RelationalStore : ILedgerStore
         return tables;
     }
 
-    private static object?[] OrganizationRow(OrganizationState state)
+    private static object?[] OrganizationRow((OrganizationState State, DateTimeOffset? Deadline) pair)
     {
+        var (state, deadline) = pair;
         var subscription = state.Subscription;
         return
         [
             state.Id, state.Name, state.ExternalId, Names.Of(state.Status), Milliseconds(state.CreatedAt), subscription?.Plan,
             subscription?.CreditsPerPeriod, subscription is null ? null : Names.Of(subscription.Period), Milliseconds(subscription?.Anchor),
             subscription?.RolloverMax, Milliseconds(state.UsagePeriodStart), Milliseconds(subscription?.PeriodEnd), state.UsedInPeriod,
-            Milliseconds(state.NextDeadline()),
+            Milliseconds(deadline),
         ];
     }
 
