@@ -42,8 +42,12 @@ public sealed class PrometheusExporter : IDisposable
     {
         var perInstrument = series.GetOrAdd(instrument, _ => new ConcurrentDictionary<string, Series>());
         var labels = tags.Length == 2 ? CachedLabels(tags) : Labels(tags);
-        if (!perInstrument.ContainsKey(labels) && perInstrument.Count >= SeriesPerInstrumentMax) labels = "{overflow=\"true\"}";
-        var entry = perInstrument.GetOrAdd(labels, _ => new Series());
+        // One lookup for the series that exist (every request after the first of its route and status).
+        if (!perInstrument.TryGetValue(labels, out var entry))
+        {
+            if (perInstrument.Count >= SeriesPerInstrumentMax) labels = "{overflow=\"true\"}";
+            entry = perInstrument.GetOrAdd(labels, _ => new Series());
+        }
         // Without a lock: every request adds to the same series, and a lock there made the two request threads
         // wait on each other. Render may read a series between two of these steps, which a scrape tolerates.
         Volatile.Write(ref entry.Last, value);
@@ -55,8 +59,10 @@ public sealed class PrometheusExporter : IDisposable
             sum = seen;
         }
         Interlocked.Increment(ref entry.Count);
-        var bucket = Array.FindIndex(BucketBounds, bound => value <= bound);
-        Interlocked.Increment(ref entry.Buckets[bucket < 0 ? BucketBounds.Length : bucket]);
+        // A loop, not Array.FindIndex with a lambda: the lambda captured the value, a closure per measurement.
+        var bucket = 0;
+        while (bucket < BucketBounds.Length && !(value <= BucketBounds[bucket])) bucket++;
+        Interlocked.Increment(ref entry.Buckets[bucket]);
     }
 
     public string Render()
