@@ -154,10 +154,12 @@ public sealed class LedgerEngine : IAsyncDisposable
         return false;
     }
 
-    /// <summary>The key of this secret, if it exists and is not revoked: from the cache, or by its hash from the store.</summary>
-    public async ValueTask<ApiKeyRecord?> FindKeyAsync(string secret, CancellationToken cancellationToken)
+    /// <summary>
+    /// The key of this secret when <see cref="TryFindCachedKey"/> found none: by its hash from the store, if it
+    /// exists and is not revoked, and then cached for the next lookup.
+    /// </summary>
+    public async ValueTask<ApiKeyRecord?> LoadKeyAsync(string secret, CancellationToken cancellationToken)
     {
-        if (TryFindCachedKey(secret, out var cachedKey)) return cachedKey;
         Interlocked.Increment(ref keyCacheMisses);
         var nowTicks = time.GetTimestamp();
         var revocationsBefore = Interlocked.Read(ref keyRevocations);

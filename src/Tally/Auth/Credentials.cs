@@ -47,7 +47,7 @@ public sealed class Credentials(LedgerEngine engine, OperatorKey operatorKey)
         if (!IsKeyPart(header.AsSpan(secret), "sk_")) return (null, CredentialFailure.Malformed);
         if (!engine.TryFindCachedKey(header.AsSpan(secret), out var key))
         {
-            key = await engine.FindKeyAsync(header[secret], context.RequestAborted);
+            key = await engine.LoadKeyAsync(header[secret], context.RequestAborted);
             if (key is null) return (null, CredentialFailure.Unknown);
         }
         if (publicKey is { } part && !CryptographicOperations.FixedTimeEquals(
