@@ -13,6 +13,9 @@ public static class ErrorEnvelopes
     /// <summary>SPEC §3: request bodies up to 64 KiB.</summary>
     public const long RequestBodyBytesMax = 64 * 1024;
 
+    /// <summary>The message of a 413, whether the declared length or the body read was too long.</summary>
+    public static readonly string BodyTooLarge = $"The request body is larger than {RequestBodyBytesMax} bytes.";
+
     public static IResult For(HttpContext context, int status, string message)
     {
         var path = context.Request.Path;

@@ -27,7 +27,7 @@ public static class RequestPipeline
             {
                 if (context.Request.ContentLength > ErrorEnvelopes.RequestBodyBytesMax)
                 {
-                    await ErrorEnvelopes.For(context, 413, $"The request body is larger than {ErrorEnvelopes.RequestBodyBytesMax} bytes.").ExecuteAsync(context);
+                    await ErrorEnvelopes.For(context, 413, ErrorEnvelopes.BodyTooLarge).ExecuteAsync(context);
                 }
                 else if (!limiter.Allows(context))
                 {
@@ -42,7 +42,7 @@ public static class RequestPipeline
             }
             catch (BadHttpRequestException exception) when (!context.Response.HasStarted)
             {
-                var message = exception.StatusCode == 413 ? $"The request body is larger than {ErrorEnvelopes.RequestBodyBytesMax} bytes." : "The request could not be read.";
+                var message = exception.StatusCode == 413 ? ErrorEnvelopes.BodyTooLarge : "The request could not be read.";
                 ErrorEnvelopes.ClearKeepingRequestId(context);
                 await ErrorEnvelopes.For(context, exception.StatusCode, message).ExecuteAsync(context);
             }
