@@ -25,18 +25,19 @@ trap cleanup EXIT
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 wait_http() { for _ in $(seq 1 100); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no answer from $1"; exit 1; }
-# Runs wrk RUNS times and prints the median requests per second; fails if any response was not 2xx. A first,
-# unmeasured run of WARMUP seconds lets the JIT finish tiering up the code the load runs (anchors and Tally alike):
-# with both cores busy, tier-up took longer than 3 s (perf still showed instrumented code in Tally's request path).
+# One wrk run of the given duration; prints requests per second, and fails if any response was not 2xx.
+wrk_once() {
+  local out; out=$(wrk -t2 -c"$CONNECTIONS" -d"$1" -s "$2" "$3")
+  grep -q '^non2xx=0$' <<<"$out" || { echo "non-2xx responses in $3:" >&2; echo "$out" >&2; exit 1; }
+  awk '/^Requests\/sec/ { print $2 }' <<<"$out"
+}
+# Runs wrk RUNS times and prints the median. A first, unmeasured run of WARMUP seconds lets the JIT finish tiering
+# up the code the load runs (anchors and Tally alike): with both cores busy, tier-up took longer than 3 s (perf
+# still showed instrumented code in Tally's request path).
 WARMUP=${WARMUP:-10}
 wrk_median() {
-  local script=$1 url=$2; shift 2
-  wrk -t2 -c"$CONNECTIONS" -d"${WARMUP}s" -s "$script" "$url" "$@" >/dev/null
-  for _ in $(seq 1 "$RUNS"); do
-    local out; out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" -s "$script" "$url" "$@")
-    grep -q '^non2xx=0$' <<<"$out" || { echo "non-2xx responses in $url:" >&2; echo "$out" >&2; exit 1; }
-    awk '/^Requests\/sec/ { print $2 }' <<<"$out"
-  done | median
+  wrk_once "${WARMUP}s" "$1" "$2" >/dev/null
+  for _ in $(seq 1 "$RUNS"); do wrk_once "${DURATION}s" "$1" "$2"; done | median
 }
 
 echo "== building Release into $WORK"
@@ -82,11 +83,6 @@ echo "== Tally on SQLite"
 export KEYS="$WORK/keys.txt"
 # T1 and its anchor are measured in turns (hello, check-balance, GetMessageCreditsUsage, RUNS times) after a
 # warm-up of each, so that the host's drift over minutes falls on both sides of the ratio alike.
-wrk_once() {
-  local out; out=$(wrk -t2 -c"$CONNECTIONS" -d"$1" -s "$2" "$3")
-  grep -q '^non2xx=0$' <<<"$out" || { echo "non-2xx responses in $3:" >&2; echo "$out" >&2; exit 1; }
-  awk '/^Requests\/sec/ { print $2 }' <<<"$out"
-}
 wrk_once "${WARMUP}s" "$ROOT/bench/load/hello.lua" http://127.0.0.1:5180/hello >/dev/null
 wrk_once "${WARMUP}s" "$ROOT/bench/load/check-balance.lua" http://127.0.0.1:5181 >/dev/null
 TALLY_PATH=/chat/Chatbot/GetMessageCreditsUsage wrk_once "${WARMUP}s" "$ROOT/bench/load/check-balance.lua" http://127.0.0.1:5181 >/dev/null
