@@ -1,12 +1,19 @@
--- GET /api/v1/agents/check-balance with the keys of many organizations, one picked per request.
--- Reads "pk:sk" lines from the file named by the KEYS environment variable.
+-- GET /api/v1/agents/check-balance (or TALLY_PATH) with the keys of many organizations, one picked per request.
+-- Reads "pk:sk" lines from the file named by the KEYS environment variable. Each thread formats one request per
+-- key once, in init, so a request costs the generator one table lookup: the generator shares the server's two
+-- cores, and the T1 anchor (hello) is loaded with this same script so that both sides pay it alike.
 local keys = {}
 for line in io.lines(os.getenv("KEYS")) do keys[#keys + 1] = line end
 local path = os.getenv("TALLY_PATH") or "/api/v1/agents/check-balance"
-math.randomseed(os.time())
+local requests = {}
+init = function(args)
+  math.randomseed(os.time() + math.random(1, 1000000))
+  for index, key in ipairs(keys) do
+    requests[index] = wrk.format("GET", path, { ["Authorization"] = "Bearer " .. key })
+  end
+end
 request = function()
-  local key = keys[math.random(#keys)]
-  return wrk.format("GET", path, { ["Authorization"] = "Bearer " .. key })
+  return requests[math.random(#requests)]
 end
 done = function(summary, latency, requests)
   io.write(string.format("non2xx=%d\n", summary.errors.status))
