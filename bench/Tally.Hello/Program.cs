@@ -2,7 +2,8 @@ using System.Text.Json.Serialization;
 
 // The HTTP ceiling anchor of PERFORMANCE.md: a minimal API returning a three-field JSON object, on the
 // same builder, Kestrel settings and JSON source generation as tally, so the ratio measures Tally's own work.
-var builder = WebApplication.CreateSlimBuilder(args);
+// Like tally's, its configuration is not reloaded on change (no file watcher on the working directory).
+var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = ["--hostBuilder:reloadConfigOnChange=false", .. args] });
 builder.WebHost.ConfigureKestrel(kestrel =>
 {
     kestrel.AddServerHeader = false;
