@@ -19,9 +19,10 @@ public sealed class TallyServer
 {
     public static WebApplication Build(TallyOptions options, Action<WebApplicationBuilder>? configure = null)
     {
-        // Tally reads its settings from its command line and environment, not from appsettings files, so nothing is
-        // reloaded on change: the default file watcher watched the working directory and everything under it, and
-        // woke for every write SQLite made when the data folder was there (9% of the server's CPU under load).
+        // Tally's settings are read once at start (TallyOptions: command line, environment, appsettings.json) and
+        // never reloaded, so the host's configuration is not reloaded on change either: its file watcher watched the
+        // working directory and everything under it, and woke for every write SQLite made when the data folder was
+        // there (9% of the server's CPU under load, bench/RESULTS.md).
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = ["--hostBuilder:reloadConfigOnChange=false"] });
         builder.WebHost.UseUrls(options.Urls);
         builder.WebHost.ConfigureKestrel(kestrel =>
