@@ -19,9 +19,21 @@ public sealed class SqliteLedgerStore : RelationalStore
     private readonly ConcurrentDictionary<string, OrganizationState> committed = new(StringComparer.Ordinal);
     private readonly Dictionary<string, SqliteCommand> prepared = new(StringComparer.Ordinal);
     private SqliteConnection? writeConnection;
+    private WalCheckpointer? checkpointer;
 
-    public SqliteLedgerStore(string dataDirectory)
+    /// <summary>The log's checkpointer, for tests; null before the store is initialized.</summary>
+    internal WalCheckpointer? Checkpointer => checkpointer;
+
+    private readonly int logPagesMax;
+
+    public SqliteLedgerStore(string dataDirectory) : this(dataDirectory, WalCheckpointer.LogPagesMax)
     {
+    }
+
+    /// <summary>A store whose write-ahead log starts over at <paramref name="logPagesMax"/> pages (tests use a small one).</summary>
+    internal SqliteLedgerStore(string dataDirectory, int logPagesMax)
+    {
+        this.logPagesMax = logPagesMax;
         Directory.CreateDirectory(dataDirectory);
         DatabasePath = Path.GetFullPath(Path.Combine(dataDirectory, FileName));
         connectionString = new SqliteConnectionStringBuilder
@@ -48,10 +60,8 @@ public sealed class SqliteLedgerStore : RelationalStore
         await ExecuteAsync(writeConnection, null, "PRAGMA journal_mode=WAL", cancellationToken);
         await ExecuteAsync(writeConnection, null, "PRAGMA synchronous=FULL", cancellationToken);
         await ExecuteAsync(writeConnection, null, $"PRAGMA cache_size=-{WriteCacheKibibytes}", cancellationToken);
-        // The log is checkpointed by the committing writer every 1,000 pages (SQLite's default). A larger log
-        // gave 25 to 35% more consumptions a second, but each of its checkpoints stalled the writer for up to
-        // 100 ms, and checkpointing beside the writer cost a third of the throughput (bench/RESULTS.md): a steady
-        // p99 matters more on the path of every message.
+        // The log is checkpointed by WalCheckpointer on its own connection, not by the committing writer.
+        await ExecuteAsync(writeConnection, null, "PRAGMA wal_autocheckpoint=0", cancellationToken);
         await using var transaction = (SqliteTransaction)await writeConnection.BeginTransactionAsync(cancellationToken);
         await ExecuteAsync(writeConnection, transaction,
             "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)", cancellationToken);
@@ -64,6 +74,7 @@ public sealed class SqliteLedgerStore : RelationalStore
                 cancellationToken, ("@version", (long)version), ("@now", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()));
         }
         await transaction.CommitAsync(cancellationToken);
+        checkpointer = new WalCheckpointer(new SqliteConnectionStringBuilder(connectionString) { Pooling = false }.ToString(), logPagesMax);
     }
 
     /// <summary>
@@ -266,6 +277,8 @@ public sealed class SqliteLedgerStore : RelationalStore
         prepared.Clear();
         foreach (var statement in rowStatements.Values) statement.Dispose();
         rowStatements.Clear();
+        checkpointer?.Dispose();
+        checkpointer = null;
         if (writeConnection is not null) await writeConnection.DisposeAsync();
         writeConnection = null;
         SqliteConnection.ClearAllPools();
@@ -287,6 +300,7 @@ public sealed class SqliteLedgerStore : RelationalStore
             await store.WriteChangesAsync(store.WriteConnection, transaction, changes, cancellationToken);
             await transaction.CommitAsync(cancellationToken);
             finished = true;
+            store.checkpointer?.Committed(store.WriteConnection);
             // Published only now that the commit is durable: readers never see uncommitted state.
             foreach (var (id, state) in changes.Organizations) store.committed[id] = state;
         }
