@@ -7,7 +7,10 @@ for line in io.lines(os.getenv("KEYS")) do keys[#keys + 1] = line end
 local path = os.getenv("TALLY_PATH") or "/api/v1/agents/check-balance"
 local requests = {}
 init = function(args)
-  math.randomseed(os.time() + math.random(1, 1000000))
+  local file = io.open("/dev/urandom", "rb")
+  local bytes = file:read(4)
+  file:close()
+  math.randomseed(((bytes:byte(1) * 256 + bytes:byte(2)) * 256 + bytes:byte(3)) * 256 + bytes:byte(4))
   for index, key in ipairs(keys) do
     requests[index] = wrk.format("GET", path, { ["Authorization"] = "Bearer " .. key })
   end

@@ -9,13 +9,22 @@ local placeholder = "IDEMPOTENCY-KEY-PLACEHOLDER"
 local counter = 0
 local prefix = ""
 local heads, tails = {}, {}
-math.randomseed(os.time())
+-- Seeds and key prefixes come from /dev/urandom: wrk processes started in the same second (T7 runs three) got
+-- the same os.time() seed, and so sent the same idempotency keys for the same organizations.
+local function entropy()
+  local file = io.open("/dev/urandom", "rb")
+  local bytes = file:read(6)
+  file:close()
+  local value = 0
+  for index = 1, #bytes do value = value * 256 + bytes:byte(index) end
+  return value
+end
 setup = function(thread)
-  thread:set("thread_prefix", string.format("%d-%d-", os.time(), math.random(1, 1000000000)))
+  thread:set("thread_prefix", string.format("%.0f-", entropy()))
 end
 init = function(args)
-  prefix = thread_prefix or string.format("%d-%d-", os.time(), math.random(1, 1000000000))
-  math.randomseed(os.time() + math.random(1, 1000000))
+  prefix = thread_prefix or string.format("%.0f-", entropy())
+  math.randomseed(entropy())
   for index, key in ipairs(keys) do
     local whole = wrk.format("POST", "/v1/consumptions", {
       ["Authorization"] = "Bearer " .. key,
