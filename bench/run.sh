@@ -23,6 +23,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Fails if a node answered any consumption as a replay: every request of the loads carries a new idempotency key,
+# so a replay would be a request counted without a durable write (it happened: see bench/RESULTS.md, 09:40Z).
+no_replays() {
+  local replayed; replayed=$(curl -sf "$1/metrics" | awk -F' ' '/^tally_consumptions_total\{outcome="replayed"\}/ { print $2 }')
+  [ "${replayed:-0}" = 0 ] || { echo "$1 answered $replayed consumptions as replays" >&2; exit 1; }
+}
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 wait_http() { for _ in $(seq 1 100); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no answer from $1"; exit 1; }
 # One wrk run of the given duration; prints requests per second, and fails if any response was not 2xx.
@@ -105,6 +111,7 @@ HALF_DELAY_MS=$(awk -v peak="$T2" -v c="$CONNECTIONS" 'BEGIN { printf "%d", c * 
 P99_HALF=$(for _ in $(seq 1 "$RUNS"); do
   DELAY_MS=$HALF_DELAY_MS wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" -s "$ROOT/bench/load/consume.lua" http://127.0.0.1:5181 | awk -F'[ =]' '/^p50_us/ { print $4 }'
 done | median)
+no_replays http://127.0.0.1:5181
 curl -sf http://127.0.0.1:5181/v1/admin/verify -H 'Authorization: Bearer bench' | grep -q '"clean":true' || { echo "verify found differences after the load"; exit 1; }
 
 echo "== Tally on PostgreSQL: one node (T3), then three nodes (T7)"
@@ -130,6 +137,7 @@ T7=$(for _ in $(seq 1 "$RUNS"); do
   for port in 5184 5185 5186; do grep -q '^non2xx=0$' "$WORK/wrk-$port.txt" || { echo "non-2xx on node $port" >&2; cat "$WORK/wrk-$port.txt" >&2; exit 1; }; done
   cat "$WORK"/wrk-518[456].txt | awk '/^Requests\/sec/ { sum += $2 } END { print sum }'
 done | median)
+for port in 5184 5185 5186; do no_replays "http://127.0.0.1:$port"; done
 curl -sf http://127.0.0.1:5184/v1/admin/verify -H 'Authorization: Bearer bench' | grep -q '"clean":true' || { echo "verify found differences on PostgreSQL"; exit 1; }
 
 echo "== the engine alone (T4)"
