@@ -18,13 +18,9 @@ public sealed class SqliteLedgerStore : RelationalStore
     private readonly string connectionString;
     private readonly ConcurrentDictionary<string, OrganizationState> committed = new(StringComparer.Ordinal);
     private readonly Dictionary<string, SqliteCommand> prepared = new(StringComparer.Ordinal);
+    private readonly int logPagesMax;
     private SqliteConnection? writeConnection;
     private WalCheckpointer? checkpointer;
-
-    /// <summary>The log's checkpointer, for tests; null before the store is initialized.</summary>
-    internal WalCheckpointer? Checkpointer => checkpointer;
-
-    private readonly int logPagesMax;
 
     public SqliteLedgerStore(string dataDirectory) : this(dataDirectory, WalCheckpointer.LogPagesMax)
     {
@@ -45,6 +41,9 @@ public sealed class SqliteLedgerStore : RelationalStore
     }
 
     public string DatabasePath { get; }
+
+    /// <summary>The log's checkpointer, for tests; null before the store is initialized.</summary>
+    internal WalCheckpointer? Checkpointer => checkpointer;
     public override bool IsSoleWriter => true;
     protected override string IdentityColumn => "INTEGER PRIMARY KEY AUTOINCREMENT";
     protected override string WithoutRowIdClause => "WITHOUT ROWID";
@@ -300,9 +299,10 @@ public sealed class SqliteLedgerStore : RelationalStore
             await store.WriteChangesAsync(store.WriteConnection, transaction, changes, cancellationToken);
             await transaction.CommitAsync(cancellationToken);
             finished = true;
-            store.checkpointer?.Committed(store.WriteConnection);
             // Published only now that the commit is durable: readers never see uncommitted state.
             foreach (var (id, state) in changes.Organizations) store.committed[id] = state;
+            // After publishing, so that readers need not wait for the checkpoint the writer may run here.
+            store.checkpointer?.Committed(store.WriteConnection);
         }
 
         public async ValueTask DisposeAsync()

@@ -33,11 +33,10 @@ internal sealed class WalCheckpointer : IDisposable
     private readonly AutoResetEvent due = new(false);
     // One checkpoint at a time, the writer's or the background thread's.
     private readonly Lock running = new();
+    private readonly int logPagesMax;
     private long pagesSinceReport;
     private long reportedLogPages;
     private volatile bool stopping;
-
-    private readonly int logPagesMax;
 
     public WalCheckpointer(string connectionString, int logPagesMax = LogPagesMax)
     {
@@ -54,7 +53,7 @@ internal sealed class WalCheckpointer : IDisposable
         thread.Start();
     }
 
-    /// <summary>Checkpoints run by either side, for tests and metrics.</summary>
+    /// <summary>Checkpoints run by either side, for tests.</summary>
     public long Checkpoints { get; private set; }
 
     /// <summary>Checkpoints the writer ran itself because the log had reached its limit.</summary>
