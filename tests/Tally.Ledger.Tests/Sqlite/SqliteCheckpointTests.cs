@@ -49,6 +49,7 @@ public sealed class SqliteCheckpointTests : IDisposable
             // several times, and the background thread copied pages between those times.
             Assert.True(checkpointer.WriterCheckpoints >= 3, $"writer checkpoints: {checkpointer.WriterCheckpoints}");
             Assert.True(checkpointer.Checkpoints > checkpointer.WriterCheckpoints, $"checkpoints: {checkpointer.Checkpoints}");
+            Assert.Equal(0, checkpointer.FailedCheckpoints);
             // The log file keeps its largest size; it never went far past the limit (one batch's pages at most).
             var logBytes = new FileInfo(store.DatabasePath + "-wal").Length;
             Assert.True(logBytes <= 2L * LogPagesMax * (PageBytes + FrameHeaderBytes), $"log file: {logBytes} bytes");

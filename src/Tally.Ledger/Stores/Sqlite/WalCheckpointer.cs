@@ -12,10 +12,12 @@ namespace Tally.Ledger.Stores.Sqlite;
 /// <remarks>
 /// Durability does not change: a commit is durable once the writer has synced the log (synchronous=FULL); a
 /// checkpoint only copies committed pages into the database file and syncs it before the log may be reused.
-/// A background checkpoint runs beside the writer, which keeps appending, so the log is never wholly copied when
-/// the writer starts its next transaction and SQLite cannot start it over: it would grow without end. So when the
-/// log reaches <see cref="LogPagesMax"/> pages the writer checkpoints itself, between two transactions, which
-/// copies what is left; its next transaction then writes the log from the start again.
+/// SQLite starts the log over only when a transaction begins on a log wholly copied and read by no one. Under load
+/// the writer keeps appending while a background checkpoint copies, so that moment never comes and the log would
+/// grow without end (when the writer pauses, it does come, and the log restarts early). So when the log reaches
+/// <see cref="LogPagesMax"/> pages the writer checkpoints itself, between two transactions, which copies what is
+/// left; its next transaction then writes the log from the start again, unless a reader still holds an older
+/// snapshot of it (a long `tally backup`), in which case the log grows until the next try after that reader ends.
 /// </remarks>
 internal sealed class WalCheckpointer : IDisposable
 {
@@ -75,7 +77,8 @@ internal sealed class WalCheckpointer : IDisposable
             lock (running)
             {
                 WriterCheckpoints++;
-                // Copied entirely with no writer beside it: the writer's next transaction starts the log over.
+                // Copied entirely with no writer beside it: the writer's next transaction starts the log over. (If a
+                // reader prevents that, the background checkpoint's next report gives the real size again.)
                 if (Checkpoint(writeConnection) is var (log, copied)) Volatile.Write(ref reportedLogPages, log == copied ? 0 : log);
             }
         }
