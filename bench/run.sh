@@ -24,27 +24,15 @@ cleanup() {
 trap cleanup EXIT
 
 # Fails if a node answered any consumption as a replay: every request of the loads carries a new idempotency key,
-# so a replay would be a request counted without a durable write (it happened: see bench/RESULTS.md, 09:40Z).
+# so a replay would be a request counted without a durable write (it happened: see bench/RESULTS.md, 10:11Z).
 no_replays() {
   local replayed; replayed=$(curl -sf "$1/metrics" | awk -F' ' '/^tally_consumptions_total\{outcome="replayed"\}/ { print $2 }')
   [ "${replayed:-0}" = 0 ] || { echo "$1 answered $replayed consumptions as replays" >&2; exit 1; }
 }
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 wait_http() { for _ in $(seq 1 100); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no answer from $1"; exit 1; }
-# One wrk run of the given duration; prints requests per second, and fails if any response was not 2xx.
-wrk_once() {
-  local out; out=$(wrk -t2 -c"$CONNECTIONS" -d"$1" -s "$2" "$3")
-  grep -q '^non2xx=0$' <<<"$out" || { echo "non-2xx responses in $3:" >&2; echo "$out" >&2; exit 1; }
-  awk '/^Requests\/sec/ { print $2 }' <<<"$out"
-}
-# Runs wrk RUNS times and prints the median. A first, unmeasured run of WARMUP seconds lets the JIT finish tiering
-# up the code the load runs (anchors and Tally alike): with both cores busy, tier-up took longer than 3 s (perf
-# still showed instrumented code in Tally's request path).
 WARMUP=${WARMUP:-10}
-wrk_median() {
-  wrk_once "${WARMUP}s" "$1" "$2" >/dev/null
-  for _ in $(seq 1 "$RUNS"); do wrk_once "${DURATION}s" "$1" "$2"; done | median
-}
+# median, wrk_once, wrk_median
+source "$ROOT/bench/lib.sh"
 
 echo "== building Release into $WORK"
 dotnet publish "$ROOT/src/Tally" -c Release -o "$WORK/tally" --nologo -v quiet >/dev/null

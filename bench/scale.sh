@@ -15,7 +15,6 @@ CONNECTIONS=${CONNECTIONS:-64}
 BIN=$(mktemp -d /tmp/tally-scale-bin.XXXXXX)
 PID=""
 trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null || true' EXIT
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 dotnet publish "$ROOT/src/Tally" -c Release -o "$BIN" --nologo -v quiet >/dev/null
 if [ ! -f "$DATA/data/tally.db" ]; then
@@ -37,17 +36,10 @@ SERVER=$(pgrep -f "tally.dll serve --urls http://127.0.0.1:5191" | head -1)
 export KEYS="$DATA/keys.txt"
 # As in bench/run.sh: an unmeasured warm-up run first, then the median of RUNS.
 WARMUP=${WARMUP:-10}
-wrk_median() {
-  wrk -t2 -c"$CONNECTIONS" -d"${WARMUP}s" -s "$1" http://127.0.0.1:5191 >/dev/null
-  for _ in $(seq 1 "$RUNS"); do
-    out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" -s "$1" http://127.0.0.1:5191)
-    grep -q '^non2xx=0$' <<<"$out" || { echo "non-2xx responses: $out" >&2; exit 1; }
-    awk '/^Requests\/sec/ { print $2 }' <<<"$out"
-  done | median
-}
-T1=$(wrk_median "$ROOT/bench/load/check-balance.lua")
-T1_CHAT=$(TALLY_PATH=/chat/Chatbot/GetMessageCreditsUsage wrk_median "$ROOT/bench/load/check-balance.lua")
-T2=$(wrk_median "$ROOT/bench/load/consume.lua")
+source "$ROOT/bench/lib.sh"
+T1=$(wrk_median "$ROOT/bench/load/check-balance.lua" http://127.0.0.1:5191)
+T1_CHAT=$(TALLY_PATH=/chat/Chatbot/GetMessageCreditsUsage wrk_median "$ROOT/bench/load/check-balance.lua" http://127.0.0.1:5191)
+T2=$(wrk_median "$ROOT/bench/load/consume.lua" http://127.0.0.1:5191)
 RSS_KIB=$(awk '/VmRSS/ { print $2 }' "/proc/$SERVER/status")
 RSS_PEAK_KIB=$(awk '/VmHWM/ { print $2 }' "/proc/$SERVER/status")
 
