@@ -1,7 +1,7 @@
 -- GET /api/v1/agents/check-balance (or TALLY_PATH) with the keys of many organizations, one picked per request.
 -- Reads "pk:sk" lines from the file named by the KEYS environment variable. Each thread formats one request per
 -- key once, in init, so a request costs the generator one table lookup: the generator shares the server's two
--- cores, and the T1 anchor (hello) is loaded with this same script so that both sides pay it alike.
+-- cores. (The T1 anchor, hello, is loaded with hello.lua's static request, which costs the generator less still.)
 local keys = {}
 for line in io.lines(os.getenv("KEYS")) do keys[#keys + 1] = line end
 local path = os.getenv("TALLY_PATH") or "/api/v1/agents/check-balance"
