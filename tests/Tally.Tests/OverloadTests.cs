@@ -7,6 +7,7 @@ using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.DependencyInjection;
 using Tally.Ledger.Engine;
 using Tally.Ledger.Stores;
+using Tally.Ledger.Stores.Sqlite;
 using Tally.Tests.Infrastructure;
 using Xunit.Abstractions;
 
@@ -176,7 +177,7 @@ public sealed class SmallQueueServerFixture : TallyServerFixture
 /// <summary>
 /// docs/operations.md: the writer's queue is bounded; when it is full the server answers 503 unavailable with
 /// Retry-After at once rather than queueing, and what it did accept is committed once the writer moves again.
-/// The writer is stuck for real: the test holds SQLite's write lock on the server's own database file.
+/// The writer is stuck for real: the test holds SQLite's write lock on the server's own journal file.
 /// </summary>
 public sealed class WriterQueueTests(SmallQueueServerFixture server, ITestOutputHelper output) : IClassFixture<SmallQueueServerFixture>
 {
@@ -193,7 +194,7 @@ public sealed class WriterQueueTests(SmallQueueServerFixture server, ITestOutput
     {
         var organization = await server.CreateOrganizationAsync(creditsPerPeriod: 1_000);
         (await server.ConsumeAsync(organization.Key, idempotencyKey: "warm-up")).Expect(HttpStatusCode.Created);
-        await using var blocker = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = Path.Combine(server.DataDirectory, "tally.db"), Pooling = false }.ToString());
+        await using var blocker = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = Path.Combine(server.DataDirectory, SqliteLedgerStore.JournalFileName), Pooling = false }.ToString());
         await blocker.OpenAsync();
         await ExecuteAsync(blocker, "BEGIN IMMEDIATE");
 

@@ -19,6 +19,9 @@ public sealed class ConsumptionRecord
     public Dictionary<string, string>? Metadata { get; init; }
     public string? HoldId { get; init; }
     public required DateTimeOffset CreatedAt { get; init; }
+
+    /// <summary>A copy whose refunded total may change without changing this one (allocations and metadata are never changed).</summary>
+    public ConsumptionRecord Copy() => (ConsumptionRecord)MemberwiseClone();
 }
 
 /// <summary>One admin action: who did what to which organization, when, and how it ended.</summary>

@@ -373,12 +373,15 @@ public abstract partial class RelationalStore : ILedgerStore
         ("at", ColumnType.Integer), ("actor", ColumnType.Text), ("action", ColumnType.Text), ("organization_id", ColumnType.Text),
         ("status", ColumnType.Integer), ("request_id", ColumnType.Text));
 
-    /// <summary>Writes everything one batch changed, inside the caller's transaction.</summary>
-    protected async Task WriteChangesAsync(DbConnection connection, DbTransaction? transaction, BatchChanges changes, CancellationToken cancellationToken)
-    {
-        foreach (var (table, rows) in RowsToWrite(changes)) await WriteRowsAsync(connection, transaction, table, rows, cancellationToken);
-        await WriteUpdatesAsync(connection, transaction, changes, cancellationToken);
-    }
+    /// <summary>
+    /// Every table write, numbered by its place here: a journal of batches (SqliteLedgerStore) names a table write
+    /// by this number. Append only, so that journals written before stay readable.
+    /// </summary>
+    protected static readonly TableWrite[] TableWrites =
+    [
+        OrganizationsWrite, OrganizationsDeadlineWrite, GrantsExpiredWrite, GrantsSpentWrite, HoldsWrite, ConsumptionsWrite,
+        EntriesWrite, IdempotencyWrite, AssistantsWrite, KeysWrite, AuditWrite,
+    ];
 
     /// <summary>Writes one table's rows of a batch: one statement per row here; a store may send them together.</summary>
     protected virtual async Task WriteRowsAsync(DbConnection connection, DbTransaction? transaction, TableWrite table, List<object?[]> rows, CancellationToken cancellationToken)
@@ -463,18 +466,25 @@ public abstract partial class RelationalStore : ILedgerStore
     ];
 
     /// <summary>The changes that are updates of rows this batch did not load: removed assistants and revoked keys (both rare).</summary>
-    protected async Task WriteUpdatesAsync(DbConnection connection, DbTransaction? transaction, BatchChanges changes, CancellationToken cancellationToken)
+    protected static List<(string Sql, (string Name, object? Value)[] Parameters)> UpdatesToWrite(BatchChanges changes)
     {
+        var updates = new List<(string, (string, object?)[])>(changes.AssistantsRemoved.Count + changes.KeysRevoked.Count);
         foreach (var (organizationId, assistantId, deletedAt) in changes.AssistantsRemoved)
         {
-            await ExecuteAsync(connection, transaction,
-                "UPDATE assistants SET deleted_at = @deleted WHERE id = @id AND organization_id = @organization", cancellationToken,
-                ("@deleted", Milliseconds(deletedAt)), ("@id", assistantId), ("@organization", organizationId));
+            updates.Add(("UPDATE assistants SET deleted_at = @deleted WHERE id = @id AND organization_id = @organization",
+                [("@deleted", Milliseconds(deletedAt)), ("@id", assistantId), ("@organization", organizationId)]));
         }
         foreach (var (keyId, revokedAt) in changes.KeysRevoked)
         {
-            await ExecuteAsync(connection, transaction, "UPDATE api_keys SET revoked_at = @revoked WHERE id = @id AND revoked_at IS NULL",
-                cancellationToken, ("@revoked", Milliseconds(revokedAt)), ("@id", keyId));
+            updates.Add(("UPDATE api_keys SET revoked_at = @revoked WHERE id = @id AND revoked_at IS NULL",
+                [("@revoked", Milliseconds(revokedAt)), ("@id", keyId)]));
         }
+        return updates;
+    }
+
+    protected async Task WriteUpdatesAsync(DbConnection connection, DbTransaction? transaction, List<(string Sql, (string Name, object? Value)[] Parameters)> updates,
+        CancellationToken cancellationToken)
+    {
+        foreach (var (sql, parameters) in updates) await ExecuteAsync(connection, transaction, sql, cancellationToken, parameters);
     }
 }

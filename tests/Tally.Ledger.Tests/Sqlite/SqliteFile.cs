@@ -7,7 +7,13 @@ namespace Tally.Ledger.Tests.Sqlite;
 /// <summary>Direct access to a SQLite store's file, behind the engine's back, as a bad disk or a careless operator would.</summary>
 internal static class SqliteFile
 {
-    public static string PathOf(LedgerHarness ledger) => ((SqliteLedgerStore)ledger.Engine.Store).DatabasePath;
+    /// <summary>The store's database file, once its tables hold every batch answered so far.</summary>
+    public static string PathOf(LedgerHarness ledger)
+    {
+        var store = (SqliteLedgerStore)ledger.Engine.Store;
+        store.WaitForTablesAsync().GetAwaiter().GetResult();
+        return store.DatabasePath;
+    }
 
     public static SqliteConnection Open(string databasePath)
     {

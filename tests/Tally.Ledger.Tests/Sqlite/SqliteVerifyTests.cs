@@ -124,10 +124,14 @@ public sealed class SqliteVerifyTests(SqliteStoreFactory factory) : IClassFixtur
     {
         await using var ledger = await LedgerHarness.StartAsync(factory);
         var store = (SqliteLedgerStore)ledger.Engine.Store;
-        Assert.Equal(2, await store.SynchronousModeAsync()); // 2 is FULL: the WAL is synced at every commit (rule 3).
-        using var connection = SqliteFile.Open(store.DatabasePath);
-        using var command = connection.CreateCommand();
-        command.CommandText = "PRAGMA journal_mode";
-        Assert.Equal("wal", (string)command.ExecuteScalar()!);
+        // 2 is FULL: the journal's WAL, where every batch is committed before it is answered, is synced at every commit (rule 3).
+        Assert.Equal(2, await store.SynchronousModeAsync());
+        foreach (var path in (string[])[store.JournalPath, store.DatabasePath])
+        {
+            using var connection = SqliteFile.Open(path);
+            using var command = connection.CreateCommand();
+            command.CommandText = "PRAGMA journal_mode";
+            Assert.Equal("wal", (string)command.ExecuteScalar()!);
+        }
     }
 }

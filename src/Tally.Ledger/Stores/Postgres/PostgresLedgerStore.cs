@@ -174,7 +174,7 @@ public sealed partial class PostgresLedgerStore : RelationalStore
         pendingWrites = batch;
         try
         {
-            await WriteUpdatesAsync(connection, null, changes, cancellationToken);
+            await WriteUpdatesAsync(connection, null, UpdatesToWrite(changes), cancellationToken);
         }
         finally
         {

@@ -7,73 +7,153 @@ using Tally.Ledger.Model;
 namespace Tally.Ledger.Stores.Sqlite;
 
 /// <summary>
-/// The embedded store: one SQLite file in WAL mode with synchronous=FULL, one long-lived write connection
-/// used only by the engine's writer (so its prepared statements are reused), and pooled read connections.
-/// Because this process is the only writer, committed organization state is served from memory.
+/// The embedded store: two SQLite files in WAL mode with synchronous=FULL. The engine's writer appends each
+/// batch's rows to a journal (tally-journal.db: one row per batch, so a commit writes a few sequential pages and
+/// one sync), and a projector thread writes the journaled batches into the tables of tally.db, many batches per
+/// transaction, so that each organization's index pages take many rows per write instead of one (an
+/// organization-keyed page per row and index was what bounded the writer; bench/RESULTS.md). A batch is durable,
+/// and answered, once its journal row is committed; the tables follow within one projection.
+/// Because this process is the only writer, committed organization state is served from memory; until the
+/// projector has written a batch, the writer finds that batch's idempotency records, consumptions and holds in
+/// memory (<see cref="PendingBatches"/>), and a read of the tables waits for the projector to reach the last
+/// journaled batch, so that every read sees everything answered before it.
 /// </summary>
-public sealed class SqliteLedgerStore : RelationalStore
+public sealed partial class SqliteLedgerStore : RelationalStore
 {
     public const string FileName = "tally.db";
 
+    /// <summary>The journal of batches answered but perhaps not yet written into tally.db's tables.</summary>
+    public const string JournalFileName = "tally-journal.db";
+
+    /// <summary>The setting, in tally.db, that holds the sequence number of the last batch its tables contain.</summary>
+    private const string ProjectedSetting = "journal_projected_through";
+
     private readonly string connectionString;
+    private readonly string journalConnectionString;
     private readonly ConcurrentDictionary<string, OrganizationState> committed = new(StringComparer.Ordinal);
     private readonly Dictionary<string, SqliteCommand> prepared = new(StringComparer.Ordinal);
+    private readonly PendingBatches pending = new();
     private readonly int logPagesMax;
-    private SqliteConnection? writeConnection;
+    private SqliteConnection? lookupConnection;
+    private SqliteConnection? journalConnection;
     private WalCheckpointer? checkpointer;
+    private WalCheckpointer? journalCheckpointer;
+    private Projector? projector;
+    private JournalStatements? journalStatements;
+    private long journaledThrough;
+    private long deletedThrough;
 
     public SqliteLedgerStore(string dataDirectory) : this(dataDirectory, WalCheckpointer.LogPagesMax)
     {
     }
 
-    /// <summary>A store whose write-ahead log starts over at <paramref name="logPagesMax"/> pages (tests use a small one).</summary>
+    /// <summary>A store whose write-ahead logs start over at <paramref name="logPagesMax"/> pages (tests use a small one).</summary>
     internal SqliteLedgerStore(string dataDirectory, int logPagesMax)
     {
         this.logPagesMax = logPagesMax;
         Directory.CreateDirectory(dataDirectory);
         DatabasePath = Path.GetFullPath(Path.Combine(dataDirectory, FileName));
-        connectionString = new SqliteConnectionStringBuilder
-        {
-            DataSource = DatabasePath,
-            Pooling = true,
-            DefaultTimeout = 30,
-        }.ToString();
+        JournalPath = Path.GetFullPath(Path.Combine(dataDirectory, JournalFileName));
+        connectionString = ConnectionString(DatabasePath);
+        journalConnectionString = ConnectionString(JournalPath);
     }
+
+    private static string ConnectionString(string path) =>
+        new SqliteConnectionStringBuilder { DataSource = path, Pooling = true, DefaultTimeout = 30 }.ToString();
 
     public string DatabasePath { get; }
 
-    /// <summary>The log's checkpointer, for tests; null before the store is initialized.</summary>
+    public string JournalPath { get; }
+
+    /// <summary>tally.db's checkpointer, for tests; null before the store is initialized.</summary>
     internal WalCheckpointer? Checkpointer => checkpointer;
+
+    /// <summary>The sequence number of the last batch written into the tables, for tests.</summary>
+    internal long ProjectedThrough => projector?.ProjectedThrough ?? 0;
+
+    /// <summary>Returns once the tables hold every batch journaled so far (for tests that read the file directly).</summary>
+    internal Task WaitForTablesAsync() => ActiveProjector.WaitForAsync(Volatile.Read(ref journaledThrough), CancellationToken.None);
+
     public override bool IsSoleWriter => true;
     protected override string IdentityColumn => "INTEGER PRIMARY KEY AUTOINCREMENT";
     protected override string WithoutRowIdClause => "WITHOUT ROWID";
 
-    /// <summary>Pages kept in memory by the write connection: 64 MiB keeps the hot indexes cached.</summary>
+    /// <summary>Pages kept in memory by the projector's connection: 64 MiB keeps the hot indexes cached.</summary>
     private const int WriteCacheKibibytes = 65_536;
+
+    /// <summary>
+    /// Journal rows are deleted once this many more batches are in the tables, by the writer in its next commit
+    /// (their pages are then reused, so the journal stays the size of the projector's lag).
+    /// </summary>
+    private const int JournalDeleteEvery = 64;
 
     public override async Task InitializeAsync(CancellationToken cancellationToken)
     {
-        writeConnection = new SqliteConnection(connectionString);
-        await writeConnection.OpenAsync(cancellationToken);
-        // WAL lets readers run beside the writer; FULL syncs the WAL at every commit (SPEC rule 3).
-        await ExecuteAsync(writeConnection, null, "PRAGMA journal_mode=WAL", cancellationToken);
-        await ExecuteAsync(writeConnection, null, "PRAGMA synchronous=FULL", cancellationToken);
-        await ExecuteAsync(writeConnection, null, $"PRAGMA cache_size=-{WriteCacheKibibytes}", cancellationToken);
-        // The log is checkpointed by WalCheckpointer on its own connection, not by the committing writer.
-        await ExecuteAsync(writeConnection, null, "PRAGMA wal_autocheckpoint=0", cancellationToken);
-        await using var transaction = (SqliteTransaction)await writeConnection.BeginTransactionAsync(cancellationToken);
-        await ExecuteAsync(writeConnection, transaction,
+        var tables = await OpenAsync(connectionString, WriteCacheKibibytes, cancellationToken);
+        try
+        {
+            await MigrateAsync(tables, cancellationToken);
+            journalConnection = await OpenAsync(journalConnectionString, null, cancellationToken);
+            await ExecuteAsync(journalConnection, null, "CREATE TABLE IF NOT EXISTS batches (sequence INTEGER PRIMARY KEY, changes BLOB NOT NULL)", cancellationToken);
+            var projectedThrough = ProjectedThroughIn(tables);
+            // A batch answered before a crash or a stop and not yet in the tables is written into them now, before
+            // anything is read, in the order it was journaled.
+            var unprojected = ReadJournal(journalConnection, projectedThrough);
+            var tableWriter = new TableWriter(tables);
+            if (unprojected.Count > 0) tableWriter.Write(unprojected);
+            journaledThrough = unprojected.Count > 0 ? unprojected[^1].Sequence : Math.Max(projectedThrough, LastJournaled(journalConnection));
+            await ExecuteAsync(journalConnection, null, "DELETE FROM batches", cancellationToken);
+            deletedThrough = journaledThrough;
+            checkpointer = new WalCheckpointer(new SqliteConnectionStringBuilder(connectionString) { Pooling = false }.ToString(), logPagesMax);
+            journalCheckpointer = new WalCheckpointer(new SqliteConnectionStringBuilder(journalConnectionString) { Pooling = false }.ToString(), logPagesMax);
+            lookupConnection = new SqliteConnection(connectionString);
+            await lookupConnection.OpenAsync(cancellationToken);
+            projector = new Projector(tableWriter, checkpointer, journaledThrough);
+        }
+        catch
+        {
+            tables.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// A write connection: WAL lets readers run beside the writer; FULL syncs the WAL at every commit (SPEC rule 3);
+    /// the log is checkpointed by a WalCheckpointer on its own connection, not inside the committing writer.
+    /// </summary>
+    private static async Task<SqliteConnection> OpenAsync(string connectionString, int? cacheKibibytes, CancellationToken cancellationToken)
+    {
+        var connection = new SqliteConnection(new SqliteConnectionStringBuilder(connectionString) { Pooling = false }.ToString());
+        await connection.OpenAsync(cancellationToken);
+        foreach (var pragma in (string[])["journal_mode=WAL", "synchronous=FULL", "wal_autocheckpoint=0"])
+        {
+            await using var command = connection.CreateCommand();
+            command.CommandText = "PRAGMA " + pragma;
+            await command.ExecuteNonQueryAsync(cancellationToken);
+        }
+        if (cacheKibibytes is { } kibibytes)
+        {
+            await using var command = connection.CreateCommand();
+            command.CommandText = $"PRAGMA cache_size=-{kibibytes}";
+            await command.ExecuteNonQueryAsync(cancellationToken);
+        }
+        return connection;
+    }
+
+    private async Task MigrateAsync(SqliteConnection connection, CancellationToken cancellationToken)
+    {
+        await using var transaction = (SqliteTransaction)await connection.BeginTransactionAsync(cancellationToken);
+        await ExecuteAsync(connection, transaction,
             "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)", cancellationToken);
         foreach (var (version, _) in Schema.Migrations)
         {
-            await using var check = Command(writeConnection, transaction, "SELECT COUNT(*) FROM schema_migrations WHERE version = @version", ("@version", (long)version));
+            await using var check = Command(connection, transaction, "SELECT COUNT(*) FROM schema_migrations WHERE version = @version", ("@version", (long)version));
             if (Convert.ToInt64(await check.ExecuteScalarAsync(cancellationToken)) > 0) continue;
-            foreach (var statement in MigrationStatements(version)) await ExecuteAsync(writeConnection, transaction, statement, cancellationToken);
-            await ExecuteAsync(writeConnection, transaction, "INSERT INTO schema_migrations (version, applied_at) VALUES (@version, @now)",
+            foreach (var statement in MigrationStatements(version)) await ExecuteAsync(connection, transaction, statement, cancellationToken);
+            await ExecuteAsync(connection, transaction, "INSERT INTO schema_migrations (version, applied_at) VALUES (@version, @now)",
                 cancellationToken, ("@version", (long)version), ("@now", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()));
         }
         await transaction.CommitAsync(cancellationToken);
-        checkpointer = new WalCheckpointer(new SqliteConnectionStringBuilder(connectionString) { Pooling = false }.ToString(), logPagesMax);
     }
 
     /// <summary>
@@ -87,41 +167,62 @@ public sealed class SqliteLedgerStore : RelationalStore
         if (!File.Exists(source)) throw new FileNotFoundException($"No Tally store at {source}.");
         var target = Path.GetFullPath(targetFile);
         if (File.Exists(target)) throw new IOException($"{target} exists already; choose a new file.");
-        var builder = new SqliteConnectionStringBuilder { DataSource = source, Mode = SqliteOpenMode.ReadOnly, Pooling = false };
-        await using var connection = new SqliteConnection(builder.ToString());
-        await connection.OpenAsync(cancellationToken);
-        await using var command = connection.CreateCommand();
-        command.CommandText = "VACUUM INTO @target";
-        command.Parameters.AddWithValue("@target", target);
-        await command.ExecuteNonQueryAsync(cancellationToken);
+        // The journal is read first: rows leave it only once the tables hold them, so whatever the tables' copy
+        // below lacks is still in what was read here.
+        var journal = Path.Combine(dataDirectory, JournalFileName);
+        List<JournaledBatch> journaled = [];
+        if (File.Exists(journal))
+        {
+            await using var journalConnection = new SqliteConnection(ReadOnly(journal));
+            await journalConnection.OpenAsync(cancellationToken);
+            journaled = ReadJournal(journalConnection, 0);
+        }
+        await using (var connection = new SqliteConnection(ReadOnly(source)))
+        {
+            await connection.OpenAsync(cancellationToken);
+            await using var command = connection.CreateCommand();
+            command.CommandText = "VACUUM INTO @target";
+            command.Parameters.AddWithValue("@target", target);
+            await command.ExecuteNonQueryAsync(cancellationToken);
+        }
+        await using var copy = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = target, Pooling = false }.ToString());
+        await copy.OpenAsync(cancellationToken);
+        var projectedThrough = ProjectedThroughIn(copy);
+        var missing = journaled.Where(batch => batch.Sequence > projectedThrough).ToList();
+        if (missing.Count > 0) new TableWriter(copy).Write(missing);
     }
 
-    /// <summary>Reads the synchronous setting back, so tests can show durability is on.</summary>
+    private static string ReadOnly(string path) =>
+        new SqliteConnectionStringBuilder { DataSource = path, Mode = SqliteOpenMode.ReadOnly, Pooling = false }.ToString();
+
+    /// <summary>Reads the synchronous setting of the journal, which makes every answer durable, so tests can show durability is on.</summary>
     public async Task<long> SynchronousModeAsync()
     {
-        await using var command = Command(WriteConnection, null, "PRAGMA synchronous");
+        await using var command = JournalConnection.CreateCommand();
+        command.CommandText = "PRAGMA synchronous";
         return Convert.ToInt64(await command.ExecuteScalarAsync());
     }
 
     public override async Task<IBatchTransaction> BeginBatchAsync(IReadOnlyList<string> sortedOrganizationIds, BatchLookupRequest lookups, CancellationToken cancellationToken)
     {
-        var connection = WriteConnection;
-        var transaction = (SqliteTransaction)await connection.BeginTransactionAsync(System.Data.IsolationLevel.Serializable, cancellationToken);
+        // Forget what the tables hold now; what remains pending is newer than anything the reads below can miss.
+        pending.Forget(ActiveProjector.ProjectedThrough);
+        var connection = LookupConnection;
+        // No transaction: an organization not in memory has had no batch since the store started, so the tables
+        // hold all of it and nothing changes it meanwhile; and a record not pending was in the tables before the
+        // lookup began (it was forgotten only once they held it).
         var organizations = new Dictionary<string, OrganizationState>(sortedOrganizationIds.Count, StringComparer.Ordinal);
-        try
+        foreach (var id in sortedOrganizationIds)
         {
-            foreach (var id in sortedOrganizationIds)
-            {
-                var state = committed.GetValueOrDefault(id) ?? await LoadOrganizationAsync(connection, transaction, id, cancellationToken);
-                if (state is not null) organizations[id] = state;
-            }
-            return new Batch(this, transaction, organizations, await LookupAsync(connection, transaction, lookups, cancellationToken));
+            var state = committed.GetValueOrDefault(id) ?? await LoadOrganizationAsync(connection, null, id, cancellationToken);
+            if (state is not null) organizations[id] = state;
         }
-        catch
-        {
-            await transaction.DisposeAsync();
-            throw;
-        }
+        var found = pending.Find(lookups, out var notPending);
+        var stored = await LookupAsync(connection, null, notPending, cancellationToken);
+        foreach (var (key, record) in stored.Idempotency) found.Idempotency[key] = record;
+        foreach (var (id, consumption) in stored.Consumptions) found.Consumptions[id] = consumption;
+        foreach (var (id, hold) in stored.Holds) found.Holds[id] = hold;
+        return new Batch(this, organizations, found);
     }
 
     public override async ValueTask<OrganizationState?> ReadOrganizationAsync(string organizationId, CancellationToken cancellationToken)
@@ -134,20 +235,22 @@ public sealed class SqliteLedgerStore : RelationalStore
         return committed.GetOrAdd(organizationId, loaded);
     }
 
+    /// <summary>A read of the tables waits until they hold every batch journaled when it began.</summary>
     protected override async Task<DbConnection> OpenReadConnectionAsync(CancellationToken cancellationToken)
     {
+        await ActiveProjector.WaitForAsync(Volatile.Read(ref journaledThrough), cancellationToken);
         var connection = new SqliteConnection(connectionString);
         await connection.OpenAsync(cancellationToken);
         return connection;
     }
 
-    /// <summary>The writer's statements are prepared once and reused for every batch.</summary>
+    /// <summary>The writer's lookups are prepared once and reused for every batch.</summary>
     protected override DbCommand Command(DbConnection connection, DbTransaction? transaction, string sql, params (string Name, object? Value)[] parameters)
     {
-        if (!ReferenceEquals(connection, writeConnection)) return base.Command(connection, transaction, sql, parameters);
+        if (!ReferenceEquals(connection, lookupConnection)) return base.Command(connection, transaction, sql, parameters);
         if (!prepared.TryGetValue(sql, out var command))
         {
-            command = writeConnection.CreateCommand();
+            command = lookupConnection.CreateCommand();
             command.CommandText = sql;
             foreach (var (name, _) in parameters) command.Parameters.Add(new SqliteParameter(name, null));
             prepared[sql] = command;
@@ -158,96 +261,8 @@ public sealed class SqliteLedgerStore : RelationalStore
         return command;
     }
 
-    /// <summary>
-    /// Rows per INSERT statement. SQLite runs a multi-row VALUES list as one program, so a longer statement
-    /// saves a step and a reset per row; values are bound by position (see <see cref="RowStatement"/>), so a
-    /// statement's size no longer costs binding time, and 16 keeps the statements few and small.
-    /// </summary>
-    private const int RowsPerStatementMax = 16;
-
-    private readonly Dictionary<(TableWrite Table, int Rows), RowStatement> rowStatements = [];
-
-    /// <summary>
-    /// Writes a table's rows in statements of 16, 8, … 1 rows (powers of two, so that a handful of prepared
-    /// statements per table serve every batch size).
-    /// </summary>
-    protected override Task WriteRowsAsync(DbConnection connection, DbTransaction? transaction, TableWrite table, List<object?[]> rows, CancellationToken cancellationToken)
-    {
-        var written = 0;
-        while (written < rows.Count)
-        {
-            var chunk = StatementSize(rows.Count - written, RowsPerStatementMax);
-            if (!rowStatements.TryGetValue((table, chunk), out var statement))
-            {
-                statement = new RowStatement(WriteConnection, MultiRowSql(table, chunk));
-                rowStatements[(table, chunk)] = statement;
-            }
-            statement.Run(rows, written, chunk);
-            written += chunk;
-        }
-        return Task.CompletedTask;
-    }
-
-    private static string MultiRowSql(TableWrite table, int rows)
-    {
-        var columns = table.Columns.Length;
-        var values = Enumerable.Range(0, rows).Select(row =>
-            "(" + string.Join(", ", Enumerable.Range(1, columns).Select(column => "?" + (row * columns + column))) + ")");
-        return $"INSERT INTO {table.Table} ({table.ColumnList}) VALUES {string.Join(", ", values)} {table.Conflict}";
-    }
-
-    /// <summary>
-    /// One of the writer's INSERT statements, prepared once on the write connection and bound by position
-    /// through SQLite's own API. Microsoft.Data.Sqlite binds every parameter by name, and SQLite finds a name by
-    /// a linear search of the statement's parameters, so binding a 16-row statement cost more than the inserts
-    /// themselves (bench/RESULTS.md). It runs inside the transaction the connection has open.
-    /// </summary>
-    private sealed class RowStatement(SqliteConnection connection, string sql) : IDisposable
-    {
-        private readonly SQLitePCL.sqlite3_stmt statement = Prepare(connection, sql);
-
-        private static SQLitePCL.sqlite3_stmt Prepare(SqliteConnection connection, string sql)
-        {
-            var result = SQLitePCL.raw.sqlite3_prepare_v2(connection.Handle, sql, out var statement);
-            SqliteException.ThrowExceptionForRC(result, connection.Handle);
-            return statement;
-        }
-
-        public void Run(List<object?[]> rows, int first, int count)
-        {
-            try
-            {
-                var index = 1;
-                for (var row = first; row < first + count; row++)
-                {
-                    foreach (var value in rows[row]) Bind(index++, value);
-                }
-                var result = SQLitePCL.raw.sqlite3_step(statement);
-                if (result != SQLitePCL.raw.SQLITE_DONE) SqliteException.ThrowExceptionForRC(result, connection.Handle);
-            }
-            finally
-            {
-                SQLitePCL.raw.sqlite3_reset(statement);
-            }
-        }
-
-        private void Bind(int index, object? value)
-        {
-            var result = value switch
-            {
-                null => SQLitePCL.raw.sqlite3_bind_null(statement, index),
-                long number => SQLitePCL.raw.sqlite3_bind_int64(statement, index, number),
-                string text => SQLitePCL.raw.sqlite3_bind_text16(statement, index, text),
-                _ => throw new InvalidOperationException($"A row value of type {value.GetType().Name} has no column type."),
-            };
-            if (result != SQLitePCL.raw.SQLITE_OK) SqliteException.ThrowExceptionForRC(result, connection.Handle);
-        }
-
-        public void Dispose() => statement.Dispose();
-    }
-
     protected override ValueTask ReturnAsync(DbCommand command) =>
-        ReferenceEquals(command.Connection, writeConnection) ? ValueTask.CompletedTask : command.DisposeAsync();
+        ReferenceEquals(command.Connection, lookupConnection) ? ValueTask.CompletedTask : command.DisposeAsync();
 
     protected override async Task<IReadOnlyList<string>> VerifyMemoryAsync(CancellationToken cancellationToken)
     {
@@ -272,46 +287,120 @@ public sealed class SqliteLedgerStore : RelationalStore
 
     public override async ValueTask DisposeAsync()
     {
+        // The projector first writes what it has been given, so that a stopped store's tables are complete.
+        projector?.Dispose();
+        projector = null;
         foreach (var command in prepared.Values) await command.DisposeAsync();
         prepared.Clear();
-        foreach (var statement in rowStatements.Values) statement.Dispose();
-        rowStatements.Clear();
         checkpointer?.Dispose();
         checkpointer = null;
-        if (writeConnection is not null) await writeConnection.DisposeAsync();
-        writeConnection = null;
+        journalCheckpointer?.Dispose();
+        journalCheckpointer = null;
+        if (lookupConnection is not null) await lookupConnection.DisposeAsync();
+        lookupConnection = null;
+        journalStatements?.Dispose();
+        journalStatements = null;
+        if (journalConnection is not null) await journalConnection.DisposeAsync();
+        journalConnection = null;
         SqliteConnection.ClearAllPools();
     }
 
-    private SqliteConnection WriteConnection => writeConnection ?? throw new InvalidOperationException("The store is not initialized.");
+    private SqliteConnection LookupConnection => lookupConnection ?? throw NotInitialized();
+    private SqliteConnection JournalConnection => journalConnection ?? throw NotInitialized();
+    private Projector ActiveProjector => projector ?? throw NotInitialized();
+    private static InvalidOperationException NotInitialized() => new("The store is not initialized.");
 
-    private sealed class Batch(SqliteLedgerStore store, SqliteTransaction transaction, Dictionary<string, OrganizationState> organizations, BatchLookups lookups)
+    /// <summary>
+    /// Appends one batch to the journal and commits it durably, with the deletion of the rows the tables now hold
+    /// durably in the same transaction; returns the batch's sequence number. The statements are prepared once.
+    /// </summary>
+    private long Journal(byte[] changes)
+    {
+        var statements = journalStatements ??= new JournalStatements(JournalConnection);
+        var sequence = journaledThrough + 1;
+        var durableThrough = ActiveProjector.DurableThrough;
+        var deleting = durableThrough > deletedThrough;
+        if (deleting)
+        {
+            statements.Begin.ExecuteNonQuery();
+            try
+            {
+                statements.Delete.Parameters[0].Value = durableThrough;
+                statements.Delete.ExecuteNonQuery();
+                statements.Insert(sequence, changes);
+                statements.Commit.ExecuteNonQuery();
+            }
+            catch
+            {
+                statements.Rollback();
+                throw;
+            }
+            deletedThrough = durableThrough;
+        }
+        else
+        {
+            // One statement is its own transaction: committed, and synced, when it returns.
+            statements.Insert(sequence, changes);
+        }
+        Volatile.Write(ref journaledThrough, sequence);
+        journalCheckpointer?.Committed(JournalConnection);
+        return sequence;
+    }
+
+    /// <summary>The writer's statements on the journal, prepared once.</summary>
+    private sealed class JournalStatements(SqliteConnection connection) : IDisposable
+    {
+        private readonly SqliteCommand insert = Prepare(connection, "INSERT INTO batches (sequence, changes) VALUES (@sequence, @changes)", "@sequence", "@changes");
+
+        public SqliteCommand Begin { get; } = Prepare(connection, "BEGIN IMMEDIATE");
+        public SqliteCommand Delete { get; } = Prepare(connection, "DELETE FROM batches WHERE sequence <= @through", "@through");
+        public SqliteCommand Commit { get; } = Prepare(connection, "COMMIT");
+
+        public void Insert(long sequence, byte[] changes)
+        {
+            insert.Parameters[0].Value = sequence;
+            insert.Parameters[1].Value = changes;
+            insert.ExecuteNonQuery();
+        }
+
+        public void Rollback()
+        {
+            using var rollback = Prepare(connection, "ROLLBACK");
+            try { rollback.ExecuteNonQuery(); } catch (SqliteException) { /* SQLite rolled it back already */ }
+        }
+
+        private static SqliteCommand Prepare(SqliteConnection connection, string sql, params string[] parameters)
+        {
+            var command = connection.CreateCommand();
+            command.CommandText = sql;
+            foreach (var name in parameters) command.Parameters.Add(new SqliteParameter(name, null));
+            return command;
+        }
+
+        public void Dispose()
+        {
+            foreach (var command in (SqliteCommand[])[insert, Begin, Delete, Commit]) command.Dispose();
+        }
+    }
+
+    private sealed class Batch(SqliteLedgerStore store, Dictionary<string, OrganizationState> organizations, BatchLookups lookups)
         : IBatchTransaction
     {
-        private bool finished;
-
         public IReadOnlyDictionary<string, OrganizationState> Organizations => organizations;
 
         public BatchLookups Lookups => lookups;
 
         public async Task CommitAsync(BatchChanges changes, CancellationToken cancellationToken)
         {
-            await store.WriteChangesAsync(store.WriteConnection, transaction, changes, cancellationToken);
-            await transaction.CommitAsync(cancellationToken);
-            finished = true;
-            // Published only now that the commit is durable: readers never see uncommitted state.
+            var batch = new JournaledBatch(0, RowsToWrite(changes), UpdatesToWrite(changes));
+            var sequence = store.Journal(batch.Encode());
+            // Published only now that the journal's commit is durable: readers never see uncommitted state.
             foreach (var (id, state) in changes.Organizations) store.committed[id] = state;
-            // After publishing, so that readers need not wait for the checkpoint the writer may run here.
-            store.checkpointer?.Committed(store.WriteConnection);
+            store.pending.Add(sequence, changes);
+            // Waits while the projector is the most batches behind that it may be (its queue's limit).
+            await store.ActiveProjector.EnqueueAsync(batch with { Sequence = sequence }, cancellationToken);
         }
 
-        public async ValueTask DisposeAsync()
-        {
-            if (!finished)
-            {
-                try { await transaction.RollbackAsync(); } catch (SqliteException) { /* the connection already rolled it back */ }
-            }
-            await transaction.DisposeAsync();
-        }
+        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
     }
 }

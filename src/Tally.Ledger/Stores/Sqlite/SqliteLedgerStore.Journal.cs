@@ -1,0 +1,444 @@
+using System.Buffers.Binary;
+using System.Globalization;
+using System.Text;
+using System.Threading.Channels;
+using Microsoft.Data.Sqlite;
+using Tally.Ledger.Engine;
+
+namespace Tally.Ledger.Stores.Sqlite;
+
+// The journal of batches and the projector that writes them into the tables (see SqliteLedgerStore).
+public sealed partial class SqliteLedgerStore
+{
+    /// <summary>One batch's writes, as the journal keeps them and the projector applies them.</summary>
+    private sealed record JournaledBatch(
+        long Sequence, List<(TableWrite Table, List<object?[]> Rows)> Rows, List<(string Sql, (string Name, object? Value)[] Parameters)> Updates)
+    {
+        private const byte FormatVersion = 1;
+        private const byte NullValue = 0, IntegerValue = 1, TextValue = 2;
+
+        /// <summary>
+        /// Version, then per table its number in <see cref="TableWrites"/>, its row count and each row's values in
+        /// column order; then the updates, each its SQL and its named values. A value is a tag and its bytes.
+        /// </summary>
+        public byte[] Encode()
+        {
+            using var stream = new MemoryStream(256 * (Rows.Sum(table => table.Rows.Count) + 1));
+            using var writer = new BinaryWriter(stream, Encoding.UTF8);
+            writer.Write(FormatVersion);
+            writer.Write(Rows.Count);
+            foreach (var (table, rows) in Rows)
+            {
+                writer.Write((byte)Array.IndexOf(TableWrites, table));
+                writer.Write(rows.Count);
+                foreach (var row in rows)
+                {
+                    foreach (var value in row) WriteValue(writer, value);
+                }
+            }
+            writer.Write(Updates.Count);
+            foreach (var (sql, parameters) in Updates)
+            {
+                writer.Write(sql);
+                writer.Write(parameters.Length);
+                foreach (var (name, value) in parameters)
+                {
+                    writer.Write(name);
+                    WriteValue(writer, value);
+                }
+            }
+            writer.Flush();
+            return stream.ToArray();
+        }
+
+        public static JournaledBatch Decode(long sequence, byte[] bytes)
+        {
+            using var reader = new BinaryReader(new MemoryStream(bytes, writable: false), Encoding.UTF8);
+            var version = reader.ReadByte();
+            if (version != FormatVersion) throw new InvalidDataException($"Journal batch {sequence} has format {version}; this build reads {FormatVersion}.");
+            var tableCount = reader.ReadInt32();
+            var tables = new List<(TableWrite, List<object?[]>)>(tableCount);
+            for (var tableIndex = 0; tableIndex < tableCount; tableIndex++)
+            {
+                var table = TableWrites[reader.ReadByte()];
+                var rowCount = reader.ReadInt32();
+                var rows = new List<object?[]>(rowCount);
+                for (var rowIndex = 0; rowIndex < rowCount; rowIndex++)
+                {
+                    var row = new object?[table.Columns.Length];
+                    for (var column = 0; column < row.Length; column++) row[column] = ReadValue(reader);
+                    rows.Add(row);
+                }
+                tables.Add((table, rows));
+            }
+            var updateCount = reader.ReadInt32();
+            var updates = new List<(string, (string, object?)[])>(updateCount);
+            for (var updateIndex = 0; updateIndex < updateCount; updateIndex++)
+            {
+                var sql = reader.ReadString();
+                var parameters = new (string, object?)[reader.ReadInt32()];
+                for (var parameter = 0; parameter < parameters.Length; parameter++) parameters[parameter] = (reader.ReadString(), ReadValue(reader));
+                updates.Add((sql, parameters));
+            }
+            return new JournaledBatch(sequence, tables, updates);
+        }
+
+        private static void WriteValue(BinaryWriter writer, object? value)
+        {
+            switch (value)
+            {
+                case null:
+                    writer.Write(NullValue);
+                    break;
+                case long number:
+                    writer.Write(IntegerValue);
+                    writer.Write(number);
+                    break;
+                case string text:
+                    writer.Write(TextValue);
+                    writer.Write(text);
+                    break;
+                default:
+                    throw new InvalidOperationException($"A row value of type {value.GetType().Name} has no column type.");
+            }
+        }
+
+        private static object? ReadValue(BinaryReader reader) => reader.ReadByte() switch
+        {
+            NullValue => null,
+            IntegerValue => reader.ReadInt64(),
+            TextValue => reader.ReadString(),
+            var tag => throw new InvalidDataException($"Unknown value tag {tag} in the journal."),
+        };
+    }
+
+    /// <summary>The journaled batches after <paramref name="after"/>, in order.</summary>
+    private static List<JournaledBatch> ReadJournal(SqliteConnection connection, long after)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT sequence, changes FROM batches WHERE sequence > @after ORDER BY sequence";
+        command.Parameters.AddWithValue("@after", after);
+        using var reader = command.ExecuteReader();
+        var batches = new List<JournaledBatch>();
+        while (reader.Read()) batches.Add(JournaledBatch.Decode(reader.GetInt64(0), (byte[])reader.GetValue(1)));
+        return batches;
+    }
+
+    private static long LastJournaled(SqliteConnection connection)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT COALESCE(MAX(sequence), 0) FROM batches";
+        return Convert.ToInt64(command.ExecuteScalar());
+    }
+
+    /// <summary>The sequence number of the last journaled batch the tables of this database hold (0 for none).</summary>
+    private static long ProjectedThroughIn(SqliteConnection connection)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT value FROM settings WHERE name = @name";
+        command.Parameters.AddWithValue("@name", ProjectedSetting);
+        return command.ExecuteScalar() is string value ? long.Parse(value, CultureInfo.InvariantCulture) : 0;
+    }
+
+    /// <summary>
+    /// Writes journaled batches into the tables of one database, in one transaction that also records the last
+    /// batch's sequence number, so the tables and that number never disagree.
+    /// </summary>
+    private sealed class TableWriter(SqliteConnection connection) : IDisposable
+    {
+        /// <summary>The upsert of the projected sequence number, a row written with the batches' own.</summary>
+        private static readonly TableWrite ProjectedWrite = new("settings", "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            ("name", ColumnType.Text), ("value", ColumnType.Text));
+
+        private readonly Dictionary<(TableWrite Table, int Rows), RowStatement> statements = [];
+
+        public SqliteConnection Connection => connection;
+
+        /// <summary>
+        /// Writes the batches; with <paramref name="durable"/> false the commit is not synced (synchronous=NORMAL: it
+        /// survives the process, and the journal still holds the batches for a restart after a power loss).
+        /// </summary>
+        public void Write(IReadOnlyList<JournaledBatch> batches, bool durable = true)
+        {
+            if (durable != synced)
+            {
+                Execute(null, durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", []);
+                synced = durable;
+            }
+            using var transaction = connection.BeginTransaction();
+            foreach (var batch in batches)
+            {
+                foreach (var (table, rows) in batch.Rows) WriteRows(table, rows);
+                foreach (var (sql, parameters) in batch.Updates) Execute(transaction, sql, parameters);
+            }
+            WriteRows(ProjectedWrite, [[ProjectedSetting, batches[^1].Sequence.ToString(CultureInfo.InvariantCulture)]]);
+            transaction.Commit();
+        }
+
+        /// <summary>The connection's synchronous setting: FULL when it was opened.</summary>
+        private bool synced = true;
+
+        /// <summary>
+        /// Writes a table's rows in statements of 16, 8, … 1 rows (powers of two, so that a handful of prepared
+        /// statements per table serve every batch size).
+        /// </summary>
+        private void WriteRows(TableWrite table, List<object?[]> rows)
+        {
+            var written = 0;
+            while (written < rows.Count)
+            {
+                var chunk = StatementSize(rows.Count - written, RowsPerStatementMax);
+                if (!statements.TryGetValue((table, chunk), out var statement))
+                {
+                    statement = new RowStatement(connection, MultiRowSql(table, chunk));
+                    statements[(table, chunk)] = statement;
+                }
+                statement.Run(rows, written, chunk);
+                written += chunk;
+            }
+        }
+
+        private void Execute(SqliteTransaction? transaction, string sql, (string Name, object? Value)[] parameters)
+        {
+            using var command = connection.CreateCommand();
+            command.Transaction = transaction;
+            command.CommandText = sql;
+            foreach (var (name, value) in parameters) command.Parameters.AddWithValue(name, value ?? DBNull.Value);
+            command.ExecuteNonQuery();
+        }
+
+        public void Dispose()
+        {
+            foreach (var statement in statements.Values) statement.Dispose();
+            statements.Clear();
+            connection.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Rows per INSERT statement. SQLite runs a multi-row VALUES list as one program, so a longer statement
+    /// saves a step and a reset per row; values are bound by position (see <see cref="RowStatement"/>), so a
+    /// statement's size no longer costs binding time, and 16 keeps the statements few and small.
+    /// </summary>
+    private const int RowsPerStatementMax = 16;
+
+    private static string MultiRowSql(TableWrite table, int rows)
+    {
+        var columns = table.Columns.Length;
+        var values = Enumerable.Range(0, rows).Select(row =>
+            "(" + string.Join(", ", Enumerable.Range(1, columns).Select(column => "?" + (row * columns + column))) + ")");
+        return $"INSERT INTO {table.Table} ({table.ColumnList}) VALUES {string.Join(", ", values)} {table.Conflict}";
+    }
+
+    /// <summary>
+    /// One of the projector's INSERT statements, prepared once on its connection and bound by position
+    /// through SQLite's own API. Microsoft.Data.Sqlite binds every parameter by name, and SQLite finds a name by
+    /// a linear search of the statement's parameters, so binding a 16-row statement cost more than the inserts
+    /// themselves (bench/RESULTS.md). It runs inside the transaction the connection has open.
+    /// </summary>
+    private sealed class RowStatement(SqliteConnection connection, string sql) : IDisposable
+    {
+        private readonly SQLitePCL.sqlite3_stmt statement = Prepare(connection, sql);
+
+        private static SQLitePCL.sqlite3_stmt Prepare(SqliteConnection connection, string sql)
+        {
+            var result = SQLitePCL.raw.sqlite3_prepare_v2(connection.Handle, sql, out var statement);
+            SqliteException.ThrowExceptionForRC(result, connection.Handle);
+            return statement;
+        }
+
+        public void Run(List<object?[]> rows, int first, int count)
+        {
+            try
+            {
+                var index = 1;
+                for (var row = first; row < first + count; row++)
+                {
+                    foreach (var value in rows[row]) Bind(index++, value);
+                }
+                var result = SQLitePCL.raw.sqlite3_step(statement);
+                if (result != SQLitePCL.raw.SQLITE_DONE) SqliteException.ThrowExceptionForRC(result, connection.Handle);
+            }
+            finally
+            {
+                SQLitePCL.raw.sqlite3_reset(statement);
+            }
+        }
+
+        private void Bind(int index, object? value)
+        {
+            var result = value switch
+            {
+                null => SQLitePCL.raw.sqlite3_bind_null(statement, index),
+                long number => SQLitePCL.raw.sqlite3_bind_int64(statement, index, number),
+                string text => SQLitePCL.raw.sqlite3_bind_text16(statement, index, text),
+                _ => throw new InvalidOperationException($"A row value of type {value.GetType().Name} has no column type."),
+            };
+            if (result != SQLitePCL.raw.SQLITE_OK) SqliteException.ThrowExceptionForRC(result, connection.Handle);
+        }
+
+        public void Dispose() => statement.Dispose();
+    }
+
+    /// <summary>
+    /// A thread that writes journaled batches into the tables, everything queued in one transaction, and tells
+    /// readers how far the tables have got.
+    /// </summary>
+    private sealed class Projector : IDisposable
+    {
+        /// <summary>
+        /// Batches journaled but not yet written into the tables, at most: the writer waits before answering a
+        /// batch while the projector is this far behind, which bounds the memory and the reads' wait.
+        /// </summary>
+        public const int QueueCapacity = 64;
+
+        private readonly Channel<JournaledBatch> queue = Channel.CreateBounded<JournaledBatch>(
+            new BoundedChannelOptions(QueueCapacity) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
+        private readonly TableWriter writer;
+        private readonly WalCheckpointer checkpointer;
+        private readonly Thread thread;
+        private long projectedThrough;
+        private long durableThrough;
+        private TaskCompletionSource advanced = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private volatile Exception? failure;
+
+        public Projector(TableWriter writer, WalCheckpointer checkpointer, long projectedThrough)
+        {
+            this.writer = writer;
+            this.checkpointer = checkpointer;
+            this.projectedThrough = projectedThrough;
+            durableThrough = projectedThrough;
+            thread = new Thread(Run) { IsBackground = true, Name = "Tally projector" };
+            thread.Start();
+        }
+
+        public long ProjectedThrough => Volatile.Read(ref projectedThrough);
+
+        /// <summary>The last batch the tables hold durably (written by a synced commit): the journal may forget up to it.</summary>
+        public long DurableThrough => Volatile.Read(ref durableThrough);
+
+        /// <summary>Queues a journaled batch; fails once the projector has failed (the journal still holds the batch).</summary>
+        public ValueTask EnqueueAsync(JournaledBatch batch, CancellationToken cancellationToken) => queue.Writer.WriteAsync(batch, cancellationToken);
+
+        /// <summary>Returns once the tables hold every batch through <paramref name="sequence"/>.</summary>
+        public async Task WaitForAsync(long sequence, CancellationToken cancellationToken)
+        {
+            while (true)
+            {
+                var signal = Volatile.Read(ref advanced);
+                if (ProjectedThrough >= sequence) return;
+                if (failure is { } error) throw new InvalidOperationException("The store stopped writing its journal into its tables.", error);
+                await signal.Task.WaitAsync(cancellationToken);
+            }
+        }
+
+        private void Run()
+        {
+            var batches = new List<JournaledBatch>(QueueCapacity);
+            while (queue.Reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
+            {
+                while (batches.Count < QueueCapacity && queue.Reader.TryRead(out var batch)) batches.Add(batch);
+                // Most commits are not synced: the journal made their batches durable already. One in
+                // JournalDeleteEvery batches is, so that the journal can forget what the tables hold.
+                var last = batches[^1].Sequence;
+                var durable = last - DurableThrough >= JournalDeleteEvery;
+                try
+                {
+                    writer.Write(batches, durable);
+                    checkpointer.Committed(writer.Connection);
+                }
+                catch (Exception error)
+                {
+                    // A batch the writer decided that the tables refuse is a defect: stop here, keep the journal, and
+                    // fail every later batch and read, rather than answer from tables that miss an answered batch.
+                    failure = error;
+                    queue.Writer.TryComplete(error);
+                    Interlocked.Exchange(ref advanced, new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+                    return;
+                }
+                if (durable) Volatile.Write(ref durableThrough, last);
+                Volatile.Write(ref projectedThrough, last);
+                batches.Clear();
+                Interlocked.Exchange(ref advanced, new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+            }
+        }
+
+        public void Dispose()
+        {
+            queue.Writer.TryComplete();
+            thread.Join();
+            writer.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// The idempotency records, consumptions and holds of batches journaled but perhaps not yet in the tables, for
+    /// the writer's lookups; used by the writer alone, so without locks.
+    /// </summary>
+    private sealed class PendingBatches
+    {
+        private readonly Dictionary<(string OrganizationId, string Key), (long Sequence, IdempotencyRecord Record)> idempotency = [];
+        private readonly Dictionary<string, (long Sequence, ConsumptionRecord Record)> consumptions = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, (long Sequence, HoldRow Row)> holds = new(StringComparer.Ordinal);
+        private readonly Queue<(long Sequence, (string, string)[] Keys, string[] Consumptions, string[] Holds)> batches = new();
+
+        public void Add(long sequence, BatchChanges changes)
+        {
+            foreach (var (key, record) in changes.Idempotency) idempotency[key] = (sequence, record);
+            // A copy: the batch's own record may still be changed by whoever holds the changes.
+            foreach (var (id, consumption) in changes.Consumptions) consumptions[id] = (sequence, consumption.Copy());
+            foreach (var (id, hold) in changes.Holds) holds[id] = (sequence, hold);
+            batches.Enqueue((sequence, [.. changes.Idempotency.Keys], [.. changes.Consumptions.Keys], [.. changes.Holds.Keys]));
+        }
+
+        /// <summary>Forgets the batches through <paramref name="projectedThrough"/>, which the tables hold now.</summary>
+        public void Forget(long projectedThrough)
+        {
+            while (batches.TryPeek(out var batch) && batch.Sequence <= projectedThrough)
+            {
+                batches.Dequeue();
+                // An entry a later batch rewrote stays, with that batch's number.
+                foreach (var key in batch.Keys) Remove(idempotency, key, batch.Sequence);
+                foreach (var id in batch.Consumptions) Remove(consumptions, id, batch.Sequence);
+                foreach (var id in batch.Holds) Remove(holds, id, batch.Sequence);
+            }
+        }
+
+        private static void Remove<TKey, TValue>(Dictionary<TKey, (long Sequence, TValue Value)> entries, TKey key, long sequence) where TKey : notnull
+        {
+            if (entries.TryGetValue(key, out var entry) && entry.Sequence == sequence) entries.Remove(key);
+        }
+
+        /// <summary>What the request names that is pending, and in <paramref name="notPending"/> the rest, for the tables.</summary>
+        public BatchLookups Find(BatchLookupRequest request, out BatchLookupRequest notPending)
+        {
+            var found = new BatchLookups();
+            if (batches.Count == 0)
+            {
+                notPending = request;
+                return found;
+            }
+            var keys = new List<(string, string)>();
+            foreach (var key in request.IdempotencyKeys)
+            {
+                if (idempotency.TryGetValue(key, out var entry)) found.Idempotency[key] = entry.Record;
+                else keys.Add(key);
+            }
+            var consumptionIds = new List<(string, string)>();
+            foreach (var (organizationId, id) in request.Consumptions)
+            {
+                // A copy: the writer changes the refunded total of the record it is given.
+                if (consumptions.TryGetValue(id, out var entry) && entry.Record.OrganizationId == organizationId) found.Consumptions[id] = entry.Record.Copy();
+                else consumptionIds.Add((organizationId, id));
+            }
+            var holdIds = new List<(string, string)>();
+            foreach (var (organizationId, id) in request.Holds)
+            {
+                if (holds.TryGetValue(id, out var entry) && entry.Row.OrganizationId == organizationId) found.Holds[id] = entry.Row;
+                else holdIds.Add((organizationId, id));
+            }
+            notPending = new BatchLookupRequest(keys, consumptionIds, holdIds);
+            return found;
+        }
+    }
+}
