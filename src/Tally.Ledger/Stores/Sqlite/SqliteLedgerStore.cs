@@ -68,9 +68,6 @@ public sealed partial class SqliteLedgerStore : RelationalStore
     /// <summary>tally.db's checkpointer, for tests; null before the store is initialized.</summary>
     internal WalCheckpointer? Checkpointer => checkpointer;
 
-    /// <summary>The sequence number of the last batch written into the tables, for tests.</summary>
-    internal long ProjectedThrough => projector?.ProjectedThrough ?? 0;
-
     /// <summary>Returns once the tables hold every batch journaled so far (for tests that read the file directly).</summary>
     internal Task WaitForTablesAsync() => ActiveProjector.WaitForAsync(Volatile.Read(ref journaledThrough), CancellationToken.None);
 
@@ -102,6 +99,9 @@ public sealed partial class SqliteLedgerStore : RelationalStore
             var tableWriter = new TableWriter(tables);
             if (unprojected.Count > 0) tableWriter.Write(unprojected);
             journaledThrough = unprojected.Count > 0 ? unprojected[^1].Sequence : Math.Max(projectedThrough, LastJournaled(journalConnection));
+            // The tables' last commits may not have been synced (the projector syncs one in 64 batches, and a crash
+            // leaves the log in the OS's cache): sync the log file now, and only then let the journal forget.
+            SyncFile(DatabasePath + "-wal");
             await ExecuteAsync(journalConnection, null, "DELETE FROM batches", cancellationToken);
             deletedThrough = journaledThrough;
             checkpointer = new WalCheckpointer(new SqliteConnectionStringBuilder(connectionString) { Pooling = false }.ToString(), logPagesMax);
@@ -115,6 +115,13 @@ public sealed partial class SqliteLedgerStore : RelationalStore
             tables.Dispose();
             throw;
         }
+    }
+
+    private static void SyncFile(string path)
+    {
+        if (!File.Exists(path)) return;
+        using var file = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
+        file.Flush(flushToDisk: true);
     }
 
     /// <summary>
@@ -157,9 +164,9 @@ public sealed partial class SqliteLedgerStore : RelationalStore
     }
 
     /// <summary>
-    /// An online, consistent copy of the database: `VACUUM INTO` reads one snapshot of the WAL database while
-    /// the server keeps writing, and writes a compact file that is itself a complete store (restore = copy it
-    /// to `tally.db` in an empty data folder).
+    /// An online, consistent copy of the store in one file: `VACUUM INTO` reads one snapshot of tally.db while the
+    /// server keeps writing and writes a compact copy, into which the journaled batches that snapshot lacks are
+    /// then written; the file is itself a complete store (restore = copy it to `tally.db` in an empty data folder).
     /// </summary>
     public static async Task BackupAsync(string dataDirectory, string targetFile, CancellationToken cancellationToken)
     {
@@ -189,7 +196,9 @@ public sealed partial class SqliteLedgerStore : RelationalStore
         await copy.OpenAsync(cancellationToken);
         var projectedThrough = ProjectedThroughIn(copy);
         var missing = journaled.Where(batch => batch.Sequence > projectedThrough).ToList();
-        if (missing.Count > 0) new TableWriter(copy).Write(missing);
+        if (missing.Count == 0) return;
+        using var writer = new TableWriter(copy);
+        writer.Write(missing);
     }
 
     private static string ReadOnly(string path) =>
