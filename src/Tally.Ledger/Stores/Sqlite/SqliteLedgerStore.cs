@@ -84,6 +84,13 @@ public sealed partial class SqliteLedgerStore : RelationalStore
     /// </summary>
     private const int JournalDeleteEvery = 64;
 
+    /// <summary>
+    /// The journal's log starts over at 4,096 pages (16 MiB), not 128 MiB: a log file that stops growing is
+    /// overwritten in place, and syncing an overwrite needs no file-system journal commit, which would also wait
+    /// for the data the projector wrote to tally.db meanwhile (a journal commit's sync then cost milliseconds).
+    /// </summary>
+    private const int JournalLogPagesMax = 4_096;
+
     public override async Task InitializeAsync(CancellationToken cancellationToken)
     {
         var tables = await OpenAsync(connectionString, WriteCacheKibibytes, cancellationToken);
@@ -105,7 +112,8 @@ public sealed partial class SqliteLedgerStore : RelationalStore
             await ExecuteAsync(journalConnection, null, "DELETE FROM batches", cancellationToken);
             deletedThrough = journaledThrough;
             checkpointer = new WalCheckpointer(new SqliteConnectionStringBuilder(connectionString) { Pooling = false }.ToString(), logPagesMax);
-            journalCheckpointer = new WalCheckpointer(new SqliteConnectionStringBuilder(journalConnectionString) { Pooling = false }.ToString(), logPagesMax);
+            journalCheckpointer = new WalCheckpointer(new SqliteConnectionStringBuilder(journalConnectionString) { Pooling = false }.ToString(),
+                Math.Min(logPagesMax, JournalLogPagesMax));
             lookupConnection = new SqliteConnection(connectionString);
             await lookupConnection.OpenAsync(cancellationToken);
             projector = new Projector(tableWriter, checkpointer, journaledThrough);
