@@ -10,8 +10,9 @@ namespace Tally.Ledger.Stores.Sqlite;
 /// every request queued behind that commit waited too: it was most of the p99 at half load (bench/RESULTS.md).
 /// </summary>
 /// <remarks>
-/// Durability does not change: a commit is durable once the writer has synced the log (synchronous=FULL); a
-/// checkpoint only copies committed pages into the database file and syncs it before the log may be reused.
+/// The store has one per database: the journal's writer is the engine's writer, and tally.db's is the projector
+/// (SqliteLedgerStore). Durability does not change: a checkpoint syncs the log, copies committed pages into the
+/// database file and syncs it before the log may be reused.
 /// SQLite starts the log over only when a transaction begins on a log wholly copied and read by no one. Under load
 /// the writer keeps appending while a background checkpoint copies, so that moment never comes and the log would
 /// grow without end (when the writer pauses, it does come, and the log restarts early). So when the log reaches
