@@ -60,6 +60,66 @@ public sealed class SqliteJournalTests : IDisposable
         Assert.True(report.Clean, string.Join("; ", report.Differences));
     }
 
+    [Fact]
+    public async Task WhileTheTablesLagTheWriterFindsWhatItAnsweredAndAReadOfTheTablesWaitsForThem()
+    {
+        var store = new SqliteLedgerStore(Path.Combine(root, "live"));
+        await using var engine = new LedgerEngine(store, TimeProvider.System);
+        await engine.StartAsync();
+        var organization = LedgerHarness.Value(await engine.CreateOrganizationAsync("pending")).Id;
+        LedgerHarness.Value(await engine.PutSubscriptionAsync(organization, new SubscriptionRequest("big", 1_000, PeriodKind.Year)));
+        await store.WaitForTablesAsync();
+        using var blocker = SqliteFile.Open(store.DatabasePath);
+        Run(blocker, "BEGIN IMMEDIATE");
+
+        // Answered, and only in the journal and the writer's memory.
+        var consumption = LedgerHarness.Value(await engine.ConsumeAsync(new ConsumeRequest(organization, 10, "pending-key")));
+        Assert.Equal(0, SqliteFile.Scalar(store.DatabasePath, "SELECT COUNT(*) FROM consumptions"));
+        // Its key is found: the retry is a replay of the same consumption, not a second one.
+        var retry = await engine.ConsumeAsync(new ConsumeRequest(organization, 10, "pending-key"));
+        Assert.True(retry.Replayed);
+        Assert.Equal(consumption.Id, retry.Value!.Id);
+        // The consumption is found, with the refunded total of the batch before: 4 then 6 credits may go back, not 7.
+        LedgerHarness.Value(await engine.RefundAsync(organization, consumption.Id, 4, "refund-1"));
+        var tooMuch = await engine.RefundAsync(organization, consumption.Id, 7, "refund-2");
+        Assert.False(tooMuch.Succeeded);
+        Assert.Equal(10, LedgerHarness.Value(await engine.RefundAsync(organization, consumption.Id, 6, "refund-3")).RefundedTotal);
+
+        // A read of the tables started now returns only after they hold everything answered before it.
+        var entries = engine.Store.ListEntriesAsync(organization, null, 100, CancellationToken.None);
+        await Task.Delay(TimeSpan.FromMilliseconds(300));
+        Run(blocker, "ROLLBACK");
+        var page = await entries;
+        Assert.Contains(page.Items, entry => entry.ReferenceId == consumption.Id && entry.Credits == -10);
+        Assert.Equal(2, page.Items.Count(entry => entry.Kind == "refund"));
+        Assert.Equal(0, LedgerHarness.Value(await engine.GetBalanceAsync(organization)).Used);
+        var report = await engine.Store.VerifyAsync(CancellationToken.None);
+        Assert.True(report.Clean, string.Join("; ", report.Differences));
+    }
+
+    [Fact]
+    public async Task AStoreWhoseJournalDoesNotContinueItsTablesRefusesToStart()
+    {
+        var directory = Path.Combine(root, "live");
+        var broken = Path.Combine(root, "broken");
+        await ConsumeWhileTheTablesAreLockedAsync(directory, () =>
+        {
+            Directory.CreateDirectory(broken);
+            foreach (var file in Directory.GetFiles(directory).Where(file => !file.EndsWith("-shm", StringComparison.Ordinal)))
+            {
+                File.Copy(file, Path.Combine(broken, Path.GetFileName(file)));
+            }
+            return Task.CompletedTask;
+        });
+        // The first batch the tables lack is gone from the journal: the first of the consumptions, one batch each.
+        SqliteFile.Execute(Path.Combine(broken, SqliteLedgerStore.JournalFileName),
+            "DELETE FROM batches WHERE sequence = (SELECT MAX(sequence) FROM batches) - @later", ("@later", Consumptions - 1));
+
+        await using var store = new SqliteLedgerStore(broken);
+        var refused = await Assert.ThrowsAsync<InvalidOperationException>(() => store.InitializeAsync(CancellationToken.None));
+        Assert.Contains("does not continue", refused.Message);
+    }
+
     /// <summary>
     /// Consumes while another connection holds tally.db's write lock, checks that the answers are in the journal and
     /// not in the tables, runs <paramref name="whileLocked"/>, and closes the store.

@@ -18,8 +18,8 @@ public sealed partial class SqliteLedgerStore
         private const byte NullValue = 0, IntegerValue = 1, TextValue = 2;
 
         /// <summary>
-        /// Version, then per table its number in <see cref="TableWrites"/>, its row count and each row's values in
-        /// column order; then the updates, each its SQL and its named values. A value is a tag and its bytes.
+        /// Version, then per table its number in <see cref="TableWrites"/>, its column count, its row count and each
+        /// row's values in column order; then the updates, each its SQL and its named values. A value is a tag and its bytes.
         /// </summary>
         public byte[] Encode()
         {
@@ -30,6 +30,7 @@ public sealed partial class SqliteLedgerStore
             foreach (var (table, rows) in Rows)
             {
                 writer.Write((byte)Array.IndexOf(TableWrites, table));
+                writer.Write((byte)table.Columns.Length);
                 writer.Write(rows.Count);
                 foreach (var row in rows)
                 {
@@ -61,6 +62,12 @@ public sealed partial class SqliteLedgerStore
             for (var tableIndex = 0; tableIndex < tableCount; tableIndex++)
             {
                 var table = TableWrites[reader.ReadByte()];
+                var columns = reader.ReadByte();
+                if (columns != table.Columns.Length)
+                {
+                    throw new InvalidDataException(
+                        $"Journal batch {sequence} writes {columns} columns of {table.Table}; this build writes {table.Columns.Length}. Start the build that wrote it.");
+                }
                 var rowCount = reader.ReadInt32();
                 var rows = new List<object?[]>(rowCount);
                 for (var rowIndex = 0; rowIndex < rowCount; rowIndex++)
@@ -155,10 +162,11 @@ public sealed partial class SqliteLedgerStore
         public SqliteConnection Connection => connection;
 
         /// <summary>
-        /// Writes the batches; with <paramref name="durable"/> false the commit is not synced (synchronous=NORMAL: it
-        /// survives the process, and the journal still holds the batches for a restart after a power loss).
+        /// Writes the batches and records <paramref name="through"/> as the last one written; with
+        /// <paramref name="durable"/> false the commit is not synced (synchronous=NORMAL: it survives the process, and
+        /// the journal still holds the batches for a restart after a power loss).
         /// </summary>
-        public void Write(IReadOnlyList<JournaledBatch> batches, bool durable = true)
+        public void Write(IReadOnlyList<JournaledBatch> batches, long through, bool durable)
         {
             if (durable != synced)
             {
@@ -171,7 +179,7 @@ public sealed partial class SqliteLedgerStore
                 foreach (var (table, rows) in batch.Rows) WriteRows(table, rows);
                 foreach (var (sql, parameters) in batch.Updates) Execute(transaction, sql, parameters);
             }
-            WriteRows(ProjectedWrite, [[ProjectedSetting, batches[^1].Sequence.ToString(CultureInfo.InvariantCulture)]]);
+            WriteRows(ProjectedWrite, [[ProjectedSetting, through.ToString(CultureInfo.InvariantCulture)]]);
             transaction.Commit();
         }
 
@@ -292,6 +300,13 @@ public sealed partial class SqliteLedgerStore
         /// </summary>
         public const int QueueCapacity = 64;
 
+        /// <summary>How long the projector waits before it tries a transaction again after a transient failure.</summary>
+        private static readonly TimeSpan RetryDelay = TimeSpan.FromSeconds(1);
+
+        /// <summary>Failures that a later try may not meet: the database busy or locked, the disk full, an I/O error.</summary>
+        private static bool IsTransient(SqliteException error) =>
+            (error.SqliteErrorCode & 0xFF) is SQLitePCL.raw.SQLITE_BUSY or SQLitePCL.raw.SQLITE_LOCKED or SQLitePCL.raw.SQLITE_FULL or SQLitePCL.raw.SQLITE_IOERR;
+
         private readonly Channel<JournaledBatch> queue = Channel.CreateBounded<JournaledBatch>(
             new BoundedChannelOptions(QueueCapacity) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
         private readonly TableWriter writer;
@@ -301,6 +316,7 @@ public sealed partial class SqliteLedgerStore
         private long durableThrough;
         private TaskCompletionSource advanced = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private volatile Exception? failure;
+        private volatile bool stopping;
 
         public Projector(TableWriter writer, WalCheckpointer checkpointer, long projectedThrough)
         {
@@ -317,8 +333,23 @@ public sealed partial class SqliteLedgerStore
         /// <summary>The last batch the tables hold durably (written by a synced commit): the journal may forget up to it.</summary>
         public long DurableThrough => Volatile.Read(ref durableThrough);
 
-        /// <summary>Queues a journaled batch; fails once the projector has failed (the journal still holds the batch).</summary>
-        public ValueTask EnqueueAsync(JournaledBatch batch, CancellationToken cancellationToken) => queue.Writer.WriteAsync(batch, cancellationToken);
+        public void ThrowIfStopped()
+        {
+            if (failure is { } error) throw new InvalidOperationException("The store stopped writing its journal into its tables.", error);
+        }
+
+        /// <summary>Queues a journaled batch, waiting while the queue is full; once the projector has stopped, does nothing.</summary>
+        public async Task TryEnqueueAsync(JournaledBatch batch, CancellationToken cancellationToken)
+        {
+            try
+            {
+                await queue.Writer.WriteAsync(batch, cancellationToken);
+            }
+            catch (ChannelClosedException) when (failure is not null)
+            {
+                // The batch stays in the journal; the next start writes it into the tables.
+            }
+        }
 
         /// <summary>Returns once the tables hold every batch through <paramref name="sequence"/>.</summary>
         public async Task WaitForAsync(long sequence, CancellationToken cancellationToken)
@@ -327,8 +358,8 @@ public sealed partial class SqliteLedgerStore
             {
                 var signal = Volatile.Read(ref advanced);
                 if (ProjectedThrough >= sequence) return;
-                if (failure is { } error) throw new InvalidOperationException("The store stopped writing its journal into its tables.", error);
-                await signal.Task.WaitAsync(cancellationToken);
+                ThrowIfStopped();
+                await signal.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
             }
         }
 
@@ -342,19 +373,31 @@ public sealed partial class SqliteLedgerStore
                 // JournalDeleteEvery batches is, so that the journal can forget what the tables hold.
                 var last = batches[^1].Sequence;
                 var durable = last - DurableThrough >= JournalDeleteEvery;
-                try
+                while (true)
                 {
-                    writer.Write(batches, durable);
-                    checkpointer.Committed(writer.Connection);
-                }
-                catch (Exception error)
-                {
-                    // A batch the writer decided that the tables refuse is a defect: stop here, keep the journal, and
-                    // fail every later batch and read, rather than answer from tables that miss an answered batch.
-                    failure = error;
-                    queue.Writer.TryComplete(error);
-                    Interlocked.Exchange(ref advanced, new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
-                    return;
+                    try
+                    {
+                        writer.Write(batches, last, durable);
+                        checkpointer.Committed(writer.Connection);
+                        break;
+                    }
+                    catch (SqliteException error) when (IsTransient(error) && !stopping)
+                    {
+                        // The database is locked by someone else, the disk is full, or an I/O failed: the batches
+                        // wait (and, the queue filling, so does the writer) until a try succeeds.
+                        Thread.Sleep(RetryDelay);
+                    }
+                    catch (Exception error)
+                    {
+                        // A batch the writer decided that the tables refuse is a defect: stop here, keep the journal,
+                        // and fail every later batch and read, rather than answer from tables that lack an answered
+                        // batch. The next start tries the journal again, and refuses to serve while it fails. (A
+                        // transient failure while the store closes ends here too: the next start writes the batches.)
+                        failure = error;
+                        queue.Writer.TryComplete(error);
+                        Interlocked.Exchange(ref advanced, new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+                        return;
+                    }
                 }
                 if (durable) Volatile.Write(ref durableThrough, last);
                 Volatile.Write(ref projectedThrough, last);
@@ -365,6 +408,7 @@ public sealed partial class SqliteLedgerStore
 
         public void Dispose()
         {
+            stopping = true;
             queue.Writer.TryComplete();
             thread.Join();
             writer.Dispose();
