@@ -383,6 +383,18 @@ public abstract partial class RelationalStore : ILedgerStore
         EntriesWrite, IdempotencyWrite, AssistantsWrite, KeysWrite, AuditWrite,
     ];
 
+    /// <summary>
+    /// The upserts whose row is the whole current state of the row keyed by its first column, per table: the
+    /// statement that updates every column a batch may change, and the one most batches use (or the same). Writing
+    /// several batches at once, a store may write each such row once, its last state, with the broad statement if
+    /// any batch used it; the broad statements come first, as in <see cref="RowsToWrite"/> (expired grants first).
+    /// </summary>
+    protected static readonly (TableWrite Broad, TableWrite Narrow)[] StateUpserts =
+    [
+        (OrganizationsDeadlineWrite, OrganizationsWrite), (GrantsExpiredWrite, GrantsSpentWrite), (HoldsWrite, HoldsWrite),
+        (ConsumptionsWrite, ConsumptionsWrite),
+    ];
+
     /// <summary>Writes one table's rows of a batch: one statement per row here; a store may send them together.</summary>
     protected virtual async Task WriteRowsAsync(DbConnection connection, DbTransaction? transaction, TableWrite table, List<object?[]> rows, CancellationToken cancellationToken)
     {

@@ -98,6 +98,43 @@ public sealed class SqliteJournalTests : IDisposable
     }
 
     [Fact]
+    public async Task ManyBatchesWrittenIntoTheTablesAtOnceLeaveEachRowInItsLastState()
+    {
+        var store = new SqliteLedgerStore(Path.Combine(root, "live"));
+        await using var engine = new LedgerEngine(store, TimeProvider.System);
+        await engine.StartAsync();
+        var organization = LedgerHarness.Value(await engine.CreateOrganizationAsync("merged")).Id;
+        LedgerHarness.Value(await engine.PutSubscriptionAsync(organization, new SubscriptionRequest("small", 1_000, PeriodKind.Year)));
+        await store.WaitForTablesAsync();
+        using var blocker = SqliteFile.Open(store.DatabasePath);
+        Run(blocker, "BEGIN IMMEDIATE");
+
+        // One batch each, all written by the projector's next transaction: the organization's row is written by
+        // every batch, with its deadline only by the hold's (the hold's expiry is the next deadline); the plan
+        // change expires the period's allowance and issues another, and both allowances are written again later.
+        LedgerHarness.Value(await engine.ConsumeAsync(new ConsumeRequest(organization, 5, "before-hold")));
+        var hold = LedgerHarness.Value(await engine.HoldAsync(new HoldRequest(organization, 7, "hold", TtlSeconds: 600)));
+        LedgerHarness.Value(await engine.ConsumeAsync(new ConsumeRequest(organization, 3, "after-hold")));
+        LedgerHarness.Value(await engine.PutSubscriptionAsync(organization, new SubscriptionRequest("large", 5_000, PeriodKind.Year)));
+        var last = LedgerHarness.Value(await engine.ConsumeAsync(new ConsumeRequest(organization, 2, "after-plan-change")));
+        Run(blocker, "ROLLBACK");
+        await store.WaitForTablesAsync();
+
+        Assert.Equal(hold.ExpiresAt.ToUnixTimeMilliseconds(),
+            SqliteFile.Scalar(store.DatabasePath, "SELECT next_deadline FROM organizations WHERE id = @o", ("@o", organization)));
+        var balance = LedgerHarness.Value(await engine.GetBalanceAsync(organization));
+        Assert.Equal(last.Remaining, balance.Remaining);
+        var live = balance.Grants.Single();
+        Assert.Equal(live.Remaining, SqliteFile.Scalar(store.DatabasePath,
+            "SELECT remaining FROM grants WHERE organization_id = @o AND expired = 0", ("@o", organization)));
+        Assert.Equal(1, SqliteFile.Scalar(store.DatabasePath,
+            "SELECT COUNT(*) FROM grants WHERE organization_id = @o AND expired = 1 AND source = 'allowance'", ("@o", organization)));
+        Assert.Equal(7, SqliteFile.Scalar(store.DatabasePath, "SELECT credits FROM holds WHERE id = @h AND status = 'open'", ("@h", hold.Id)));
+        var report = await engine.Store.VerifyAsync(CancellationToken.None);
+        Assert.True(report.Clean, string.Join("; ", report.Differences));
+    }
+
+    [Fact]
     public async Task AStoreWhoseJournalDoesNotContinueItsTablesRefusesToStart()
     {
         var directory = Path.Combine(root, "live");

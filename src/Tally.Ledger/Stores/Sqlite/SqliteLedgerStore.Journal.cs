@@ -174,13 +174,67 @@ public sealed partial class SqliteLedgerStore
                 synced = durable;
             }
             using var transaction = connection.BeginTransaction();
+            if (batches.Count == 1)
+            {
+                foreach (var (table, rows) in batches[0].Rows) WriteRows(table, rows);
+            }
+            else
+            {
+                foreach (var (table, rows) in Merge(batches)) WriteRows(table, rows);
+            }
+            // The updates name rows inserted by the same or an earlier batch, so they come after every row.
             foreach (var batch in batches)
             {
-                foreach (var (table, rows) in batch.Rows) WriteRows(table, rows);
                 foreach (var (sql, parameters) in batch.Updates) Execute(transaction, sql, parameters);
             }
             WriteRows(ProjectedWrite, [[ProjectedSetting, through.ToString(CultureInfo.InvariantCulture)]]);
             transaction.Commit();
+        }
+
+        /// <summary>
+        /// The rows of several batches as one: each state upsert's row once, in its last state (an organization or a
+        /// grant is written by most batches that touch it, so many batches at once write each of them once), and
+        /// every appended row in journal order.
+        /// </summary>
+        private static List<(TableWrite Table, List<object?[]> Rows)> Merge(IReadOnlyList<JournaledBatch> batches)
+        {
+            var states = new Dictionary<string, (object?[] Row, bool Broad)>[StateUpserts.Length];
+            for (var index = 0; index < states.Length; index++) states[index] = new(StringComparer.Ordinal);
+            var appended = new Dictionary<TableWrite, List<object?[]>>();
+            foreach (var batch in batches)
+            {
+                foreach (var (table, rows) in batch.Rows)
+                {
+                    var family = Array.FindIndex(StateUpserts, upsert => upsert.Broad == table || upsert.Narrow == table);
+                    if (family < 0)
+                    {
+                        if (!appended.TryGetValue(table, out var list)) appended[table] = list = [];
+                        list.AddRange(rows);
+                        continue;
+                    }
+                    var broad = StateUpserts[family].Broad == table;
+                    foreach (var row in rows)
+                    {
+                        var id = (string)row[0]!;
+                        states[family][id] = (row, broad || (states[family].TryGetValue(id, out var earlier) && earlier.Broad));
+                    }
+                }
+            }
+            var merged = new List<(TableWrite, List<object?[]>)>();
+            for (var family = 0; family < StateUpserts.Length; family++)
+            {
+                var (broadTable, narrowTable) = StateUpserts[family];
+                var broadRows = states[family].Values.Where(state => state.Broad || broadTable == narrowTable).Select(state => state.Row).ToList();
+                var narrowRows = broadTable == narrowTable ? [] : states[family].Values.Where(state => !state.Broad).Select(state => state.Row).ToList();
+                if (broadRows.Count > 0) merged.Add((broadTable, broadRows));
+                if (narrowRows.Count > 0) merged.Add((narrowTable, narrowRows));
+            }
+            // The appended tables in the order of TableWrites, which is the order of RowsToWrite.
+            foreach (var table in TableWrites)
+            {
+                if (appended.TryGetValue(table, out var rows)) merged.Add((table, rows));
+            }
+            return merged;
         }
 
         /// <summary>The connection's synchronous setting: FULL when it was opened.</summary>
