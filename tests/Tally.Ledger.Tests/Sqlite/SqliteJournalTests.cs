@@ -22,16 +22,7 @@ public sealed class SqliteJournalTests : IDisposable
     {
         var directory = Path.Combine(root, "live");
         var crashed = Path.Combine(root, "crashed");
-        var (organization, receipts) = await ConsumeWhileTheTablesAreLockedAsync(directory, () =>
-        {
-            // The files as a crash would leave them, without the shared-memory index (rebuilt from the logs on open).
-            Directory.CreateDirectory(crashed);
-            foreach (var file in Directory.GetFiles(directory).Where(file => !file.EndsWith("-shm", StringComparison.Ordinal)))
-            {
-                File.Copy(file, Path.Combine(crashed, Path.GetFileName(file)));
-            }
-            return Task.CompletedTask;
-        });
+        var (organization, receipts) = await ConsumeWhileTheTablesAreLockedAsync(directory, () => CopyAsACrashWouldLeaveIt(directory, crashed));
 
         await using var engine = new LedgerEngine(new SqliteLedgerStore(crashed), TimeProvider.System);
         await engine.StartAsync();
@@ -56,21 +47,14 @@ public sealed class SqliteJournalTests : IDisposable
         // The restored store journals on from the backup's last batch: a new consumption is stored and verified too.
         LedgerHarness.Value(await engine.ConsumeAsync(new ConsumeRequest(organization, 1, "after-restore")));
         Assert.Equal(Consumptions + 1, LedgerHarness.Value(await engine.GetBalanceAsync(organization)).Used);
-        var report = await engine.Store.VerifyAsync(CancellationToken.None);
-        Assert.True(report.Clean, string.Join("; ", report.Differences));
+        await AssertVerifiesAsync(engine);
     }
 
     [Fact]
     public async Task WhileTheTablesLagTheWriterFindsWhatItAnsweredAndAReadOfTheTablesWaitsForThem()
     {
-        var store = new SqliteLedgerStore(Path.Combine(root, "live"));
-        await using var engine = new LedgerEngine(store, TimeProvider.System);
-        await engine.StartAsync();
-        var organization = LedgerHarness.Value(await engine.CreateOrganizationAsync("pending")).Id;
-        LedgerHarness.Value(await engine.PutSubscriptionAsync(organization, new SubscriptionRequest("big", 1_000, PeriodKind.Year)));
-        await store.WaitForTablesAsync();
-        using var blocker = SqliteFile.Open(store.DatabasePath);
-        Run(blocker, "BEGIN IMMEDIATE");
+        await using var locked = await LockedTables.StartAsync(Path.Combine(root, "live"));
+        var (store, engine, organization) = (locked.Store, locked.Engine, locked.Organization);
 
         // Answered, and only in the journal and the writer's memory.
         var consumption = LedgerHarness.Value(await engine.ConsumeAsync(new ConsumeRequest(organization, 10, "pending-key")));
@@ -88,26 +72,19 @@ public sealed class SqliteJournalTests : IDisposable
         // A read of the tables started now returns only after they hold everything answered before it.
         var entries = engine.Store.ListEntriesAsync(organization, null, 100, CancellationToken.None);
         await Task.Delay(TimeSpan.FromMilliseconds(300));
-        Run(blocker, "ROLLBACK");
+        locked.Unlock();
         var page = await entries;
         Assert.Contains(page.Items, entry => entry.ReferenceId == consumption.Id && entry.Credits == -10);
         Assert.Equal(2, page.Items.Count(entry => entry.Kind == "refund"));
         Assert.Equal(0, LedgerHarness.Value(await engine.GetBalanceAsync(organization)).Used);
-        var report = await engine.Store.VerifyAsync(CancellationToken.None);
-        Assert.True(report.Clean, string.Join("; ", report.Differences));
+        await AssertVerifiesAsync(engine);
     }
 
     [Fact]
     public async Task ManyBatchesWrittenIntoTheTablesAtOnceLeaveEachRowInItsLastState()
     {
-        var store = new SqliteLedgerStore(Path.Combine(root, "live"));
-        await using var engine = new LedgerEngine(store, TimeProvider.System);
-        await engine.StartAsync();
-        var organization = LedgerHarness.Value(await engine.CreateOrganizationAsync("merged")).Id;
-        LedgerHarness.Value(await engine.PutSubscriptionAsync(organization, new SubscriptionRequest("small", 1_000, PeriodKind.Year)));
-        await store.WaitForTablesAsync();
-        using var blocker = SqliteFile.Open(store.DatabasePath);
-        Run(blocker, "BEGIN IMMEDIATE");
+        await using var locked = await LockedTables.StartAsync(Path.Combine(root, "live"));
+        var (store, engine, organization) = (locked.Store, locked.Engine, locked.Organization);
 
         // One batch each, all written by the projector's next transaction: the organization's row is written by
         // every batch, with its deadline only by the hold's (the hold's expiry is the next deadline); the plan
@@ -117,7 +94,7 @@ public sealed class SqliteJournalTests : IDisposable
         LedgerHarness.Value(await engine.ConsumeAsync(new ConsumeRequest(organization, 3, "after-hold")));
         LedgerHarness.Value(await engine.PutSubscriptionAsync(organization, new SubscriptionRequest("large", 5_000, PeriodKind.Year)));
         var last = LedgerHarness.Value(await engine.ConsumeAsync(new ConsumeRequest(organization, 2, "after-plan-change")));
-        Run(blocker, "ROLLBACK");
+        locked.Unlock();
         await store.WaitForTablesAsync();
 
         Assert.Equal(hold.ExpiresAt.ToUnixTimeMilliseconds(),
@@ -130,8 +107,7 @@ public sealed class SqliteJournalTests : IDisposable
         Assert.Equal(1, SqliteFile.Scalar(store.DatabasePath,
             "SELECT COUNT(*) FROM grants WHERE organization_id = @o AND expired = 1 AND source = 'allowance'", ("@o", organization)));
         Assert.Equal(7, SqliteFile.Scalar(store.DatabasePath, "SELECT credits FROM holds WHERE id = @h AND status = 'open'", ("@h", hold.Id)));
-        var report = await engine.Store.VerifyAsync(CancellationToken.None);
-        Assert.True(report.Clean, string.Join("; ", report.Differences));
+        await AssertVerifiesAsync(engine);
     }
 
     [Fact]
@@ -139,15 +115,7 @@ public sealed class SqliteJournalTests : IDisposable
     {
         var directory = Path.Combine(root, "live");
         var broken = Path.Combine(root, "broken");
-        await ConsumeWhileTheTablesAreLockedAsync(directory, () =>
-        {
-            Directory.CreateDirectory(broken);
-            foreach (var file in Directory.GetFiles(directory).Where(file => !file.EndsWith("-shm", StringComparison.Ordinal)))
-            {
-                File.Copy(file, Path.Combine(broken, Path.GetFileName(file)));
-            }
-            return Task.CompletedTask;
-        });
+        await ConsumeWhileTheTablesAreLockedAsync(directory, () => CopyAsACrashWouldLeaveIt(directory, broken));
         // The first batch the tables lack is gone from the journal: the first of the consumptions, one batch each.
         SqliteFile.Execute(Path.Combine(broken, SqliteLedgerStore.JournalFileName),
             "DELETE FROM batches WHERE sequence = (SELECT MAX(sequence) FROM batches) - @later", ("@later", Consumptions - 1));
@@ -164,15 +132,8 @@ public sealed class SqliteJournalTests : IDisposable
     private static async Task<(string Organization, Dictionary<string, string> Receipts)> ConsumeWhileTheTablesAreLockedAsync(
         string directory, Func<Task> whileLocked)
     {
-        var store = new SqliteLedgerStore(directory);
-        await using var engine = new LedgerEngine(store, TimeProvider.System);
-        await engine.StartAsync();
-        var organization = LedgerHarness.Value(await engine.CreateOrganizationAsync("journal")).Id;
-        LedgerHarness.Value(await engine.PutSubscriptionAsync(organization, new SubscriptionRequest("big", 1_000, PeriodKind.Year)));
-        await store.WaitForTablesAsync();
-
-        using var blocker = SqliteFile.Open(store.DatabasePath);
-        Run(blocker, "BEGIN IMMEDIATE");
+        await using var locked = await LockedTables.StartAsync(directory);
+        var (store, engine, organization) = (locked.Store, locked.Engine, locked.Organization);
         var receipts = new Dictionary<string, string>();
         for (var index = 0; index < Consumptions; index++)
         {
@@ -182,7 +143,7 @@ public sealed class SqliteJournalTests : IDisposable
         Assert.Equal(0, SqliteFile.Scalar(store.DatabasePath, "SELECT COUNT(*) FROM consumptions"));
         Assert.True(SqliteFile.Scalar(store.JournalPath, "SELECT COUNT(*) FROM batches") >= Consumptions);
         await whileLocked();
-        Run(blocker, "ROLLBACK");
+        locked.Unlock();
         return (organization, receipts);
     }
 
@@ -196,15 +157,63 @@ public sealed class SqliteJournalTests : IDisposable
             Assert.True(replay.Replayed, $"{key} was answered but is not in the store");
             Assert.Equal(id, replay.Value!.Id);
         }
+        await AssertVerifiesAsync(engine);
+    }
+
+    private static async Task AssertVerifiesAsync(LedgerEngine engine)
+    {
         var report = await engine.Store.VerifyAsync(CancellationToken.None);
         Assert.True(report.Clean, string.Join("; ", report.Differences));
     }
 
-    private static void Run(SqliteConnection connection, string sql)
+    /// <summary>The store's files as a crash would leave them, without the shared-memory indexes (rebuilt from the logs on open).</summary>
+    private static Task CopyAsACrashWouldLeaveIt(string directory, string copy)
     {
-        using var command = connection.CreateCommand();
-        command.CommandText = sql;
-        command.ExecuteNonQuery();
+        Directory.CreateDirectory(copy);
+        foreach (var file in Directory.GetFiles(directory).Where(file => !file.EndsWith("-shm", StringComparison.Ordinal)))
+        {
+            File.Copy(file, Path.Combine(copy, Path.GetFileName(file)));
+        }
+        return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// A started store with one subscribed organization, whose tables hold everything so far, and another
+    /// connection holding tally.db's write lock until <see cref="Unlock"/>.
+    /// </summary>
+    private sealed class LockedTables(SqliteLedgerStore store, LedgerEngine engine, string organization, SqliteConnection blocker) : IAsyncDisposable
+    {
+        public SqliteLedgerStore Store => store;
+        public LedgerEngine Engine => engine;
+        public string Organization => organization;
+
+        public static async Task<LockedTables> StartAsync(string directory)
+        {
+            var store = new SqliteLedgerStore(directory);
+            var engine = new LedgerEngine(store, TimeProvider.System);
+            await engine.StartAsync();
+            var organization = LedgerHarness.Value(await engine.CreateOrganizationAsync("journal")).Id;
+            LedgerHarness.Value(await engine.PutSubscriptionAsync(organization, new SubscriptionRequest("small", 1_000, PeriodKind.Year)));
+            await store.WaitForTablesAsync();
+            var blocker = SqliteFile.Open(store.DatabasePath);
+            Run(blocker, "BEGIN IMMEDIATE");
+            return new LockedTables(store, engine, organization, blocker);
+        }
+
+        public void Unlock() => Run(blocker, "ROLLBACK");
+
+        public async ValueTask DisposeAsync()
+        {
+            blocker.Dispose();
+            await engine.DisposeAsync();
+        }
+
+        private static void Run(SqliteConnection connection, string sql)
+        {
+            using var command = connection.CreateCommand();
+            command.CommandText = sql;
+            command.ExecuteNonQuery();
+        }
     }
 
     public void Dispose()
