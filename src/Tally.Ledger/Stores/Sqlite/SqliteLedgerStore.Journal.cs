@@ -131,13 +131,6 @@ public sealed partial class SqliteLedgerStore
         return batches;
     }
 
-    private static long LastJournaled(SqliteConnection connection)
-    {
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT COALESCE(MAX(sequence), 0) FROM batches";
-        return Convert.ToInt64(command.ExecuteScalar());
-    }
-
     /// <summary>The sequence number of the last journaled batch the tables of this database hold (0 for none).</summary>
     private static long ProjectedThroughIn(SqliteConnection connection)
     {

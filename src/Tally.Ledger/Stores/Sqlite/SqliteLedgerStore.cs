@@ -79,8 +79,8 @@ public sealed partial class SqliteLedgerStore : RelationalStore
     private const int WriteCacheKibibytes = 65_536;
 
     /// <summary>
-    /// Journal rows are deleted once this many more batches are in the tables, by the writer in its next commit
-    /// (their pages are then reused, so the journal stays the size of the projector's lag).
+    /// The projector syncs one commit of the tables in this many batches; the writer's next commit deletes the
+    /// journal rows through it (their pages are then reused, so the journal stays the size of the projector's lag).
     /// </summary>
     private const int JournalDeleteEvery = 64;
 
@@ -106,7 +106,7 @@ public sealed partial class SqliteLedgerStore : RelationalStore
             var unprojected = ReadJournal(journalConnection, projectedThrough);
             CheckContinues(unprojected, projectedThrough);
             tableWriter = new TableWriter(tables);
-            journaledThrough = unprojected.Count > 0 ? unprojected[^1].Sequence : Math.Max(projectedThrough, LastJournaled(journalConnection));
+            journaledThrough = unprojected.Count > 0 ? unprojected[^1].Sequence : projectedThrough;
             // Also with nothing to replay, a synced commit: the tables' last commits may not have been synced (the
             // projector syncs one in 64 batches, and a crash leaves the log in the OS's cache), and the journal
             // forgets its batches only once the tables hold them durably.
