@@ -274,9 +274,9 @@ public abstract partial class RelationalStore : ILedgerStore
     protected enum ColumnType { Text, Integer }
 
     /// <summary>
-    /// One table's insert-or-update, written once for both stores: its columns, the clause that makes it an
-    /// upsert, and the single-row statement. SQLite runs that statement per row; PostgreSQL sends all of a
-    /// batch's rows for the table as arrays in one statement. Row values are given in column order.
+    /// One table's insert-or-update, written once for both stores: its columns and the clause that makes it an
+    /// upsert. SQLite's projector writes the rows in multi-row statements; PostgreSQL sends all of a batch's rows
+    /// for the table as arrays in one statement. Row values are given in column order.
     /// </summary>
     protected sealed class TableWrite
     {
@@ -287,7 +287,6 @@ public abstract partial class RelationalStore : ILedgerStore
             Columns = columns;
             ParameterNames = Array.ConvertAll(columns, column => "@" + column.Name);
             ColumnList = string.Join(", ", columns.Select(column => column.Name));
-            RowSql = $"INSERT INTO {table} ({ColumnList}) VALUES ({string.Join(", ", ParameterNames)}) {conflict}";
         }
 
         public string Table { get; }
@@ -295,7 +294,6 @@ public abstract partial class RelationalStore : ILedgerStore
         public (string Name, ColumnType Type)[] Columns { get; }
         public string[] ParameterNames { get; }
         public string ColumnList { get; }
-        public string RowSql { get; }
     }
 
     private static readonly (string Name, ColumnType Type)[] OrganizationColumnTypes =
@@ -394,17 +392,6 @@ public abstract partial class RelationalStore : ILedgerStore
         (OrganizationsDeadlineWrite, OrganizationsWrite), (GrantsExpiredWrite, GrantsSpentWrite), (HoldsWrite, HoldsWrite),
         (ConsumptionsWrite, ConsumptionsWrite),
     ];
-
-    /// <summary>Writes one table's rows of a batch: one statement per row here; a store may send them together.</summary>
-    protected virtual async Task WriteRowsAsync(DbConnection connection, DbTransaction? transaction, TableWrite table, List<object?[]> rows, CancellationToken cancellationToken)
-    {
-        foreach (var row in rows)
-        {
-            var parameters = new (string, object?)[row.Length];
-            for (var column = 0; column < row.Length; column++) parameters[column] = (table.ParameterNames[column], row[column]);
-            await ExecuteAsync(connection, transaction, table.RowSql, cancellationToken, parameters);
-        }
-    }
 
     /// <summary>The rows one batch inserts or updates, table by table, in the order they must be written.</summary>
     protected static List<(TableWrite Table, List<object?[]> Rows)> RowsToWrite(BatchChanges changes)

@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Globalization;
 using System.Text;
 using System.Threading.Channels;
@@ -21,13 +20,13 @@ public sealed partial class SqliteLedgerStore
         /// Version, then per table its number in <see cref="TableWrites"/>, its column count, its row count and each
         /// row's values in column order; then the updates, each its SQL and its named values. A value is a tag and its bytes.
         /// </summary>
-        public byte[] Encode()
+        public static byte[] Encode(List<(TableWrite Table, List<object?[]> Rows)> tables, List<(string Sql, (string Name, object? Value)[] Parameters)> updates)
         {
-            using var stream = new MemoryStream(256 * (Rows.Sum(table => table.Rows.Count) + 1));
+            using var stream = new MemoryStream(256 * (tables.Sum(table => table.Rows.Count) + 1));
             using var writer = new BinaryWriter(stream, Encoding.UTF8);
             writer.Write(FormatVersion);
-            writer.Write(Rows.Count);
-            foreach (var (table, rows) in Rows)
+            writer.Write(tables.Count);
+            foreach (var (table, rows) in tables)
             {
                 writer.Write((byte)Array.IndexOf(TableWrites, table));
                 writer.Write((byte)table.Columns.Length);
@@ -37,8 +36,8 @@ public sealed partial class SqliteLedgerStore
                     foreach (var value in row) WriteValue(writer, value);
                 }
             }
-            writer.Write(Updates.Count);
-            foreach (var (sql, parameters) in Updates)
+            writer.Write(updates.Count);
+            foreach (var (sql, parameters) in updates)
             {
                 writer.Write(sql);
                 writer.Write(parameters.Length);
@@ -217,8 +216,9 @@ public sealed partial class SqliteLedgerStore
             for (var family = 0; family < StateUpserts.Length; family++)
             {
                 var (broadTable, narrowTable) = StateUpserts[family];
-                var broadRows = states[family].Values.Where(state => state.Broad || broadTable == narrowTable).Select(state => state.Row).ToList();
-                var narrowRows = broadTable == narrowTable ? [] : states[family].Values.Where(state => !state.Broad).Select(state => state.Row).ToList();
+                // A family of one statement has only broad rows: each was written with its Broad.
+                var broadRows = states[family].Values.Where(state => state.Broad).Select(state => state.Row).ToList();
+                var narrowRows = states[family].Values.Where(state => !state.Broad).Select(state => state.Row).ToList();
                 if (broadRows.Count > 0) merged.Add((broadTable, broadRows));
                 if (narrowRows.Count > 0) merged.Add((narrowTable, narrowRows));
             }
@@ -417,9 +417,9 @@ public sealed partial class SqliteLedgerStore
             {
                 while (batches.Count < QueueCapacity && queue.Reader.TryRead(out var batch)) batches.Add(batch);
                 // Most commits are not synced: the journal made their batches durable already. One in
-                // JournalDeleteEvery batches is, so that the journal can forget what the tables hold.
+                // SyncedCommitEvery batches is, so that the journal can forget what the tables hold.
                 var last = batches[^1].Sequence;
-                var durable = last - DurableThrough >= JournalDeleteEvery;
+                var durable = last - DurableThrough >= SyncedCommitEvery;
                 while (true)
                 {
                     try

@@ -82,7 +82,7 @@ public sealed partial class SqliteLedgerStore : RelationalStore
     /// The projector syncs one commit of the tables in this many batches; the writer's next commit deletes the
     /// journal rows through it (their pages are then reused, so the journal stays the size of the projector's lag).
     /// </summary>
-    private const int JournalDeleteEvery = 64;
+    private const int SyncedCommitEvery = 64;
 
     /// <summary>
     /// The journal's log starts over at 4,096 pages (16 MiB), not 128 MiB: a log file that stops growing is
@@ -388,28 +388,17 @@ public sealed partial class SqliteLedgerStore : RelationalStore
         var statements = journalStatements ??= new JournalStatements(JournalConnection);
         var sequence = journaledThrough + 1;
         var durableThrough = ActiveProjector.DurableThrough;
-        var deleting = durableThrough > deletedThrough;
-        if (deleting)
+        if (durableThrough > deletedThrough)
         {
-            statements.Begin.ExecuteNonQuery();
-            try
-            {
-                statements.Delete.Parameters[0].Value = durableThrough;
-                statements.Delete.ExecuteNonQuery();
-                statements.Insert(sequence, changes);
-                statements.Commit.ExecuteNonQuery();
-            }
-            catch
-            {
-                statements.Rollback();
-                throw;
-            }
+            using var transaction = JournalConnection.BeginTransaction();
+            statements.Run(transaction, durableThrough, sequence, changes);
+            transaction.Commit();
             deletedThrough = durableThrough;
         }
         else
         {
             // One statement is its own transaction: committed, and synced, when it returns.
-            statements.Insert(sequence, changes);
+            statements.Run(null, null, sequence, changes);
         }
         Volatile.Write(ref journaledThrough, sequence);
         return sequence;
@@ -419,22 +408,20 @@ public sealed partial class SqliteLedgerStore : RelationalStore
     private sealed class JournalStatements(SqliteConnection connection) : IDisposable
     {
         private readonly SqliteCommand insert = Prepare(connection, "INSERT INTO batches (sequence, changes) VALUES (@sequence, @changes)", "@sequence", "@changes");
+        private readonly SqliteCommand delete = Prepare(connection, "DELETE FROM batches WHERE sequence <= @through", "@through");
 
-        public SqliteCommand Begin { get; } = Prepare(connection, "BEGIN IMMEDIATE");
-        public SqliteCommand Delete { get; } = Prepare(connection, "DELETE FROM batches WHERE sequence <= @through", "@through");
-        public SqliteCommand Commit { get; } = Prepare(connection, "COMMIT");
-
-        public void Insert(long sequence, byte[] changes)
+        /// <summary>Deletes the rows through <paramref name="deleteThrough"/>, if given, and inserts the batch.</summary>
+        public void Run(SqliteTransaction? transaction, long? deleteThrough, long sequence, byte[] changes)
         {
+            insert.Transaction = delete.Transaction = transaction;
+            if (deleteThrough is { } through)
+            {
+                delete.Parameters[0].Value = through;
+                delete.ExecuteNonQuery();
+            }
             insert.Parameters[0].Value = sequence;
             insert.Parameters[1].Value = changes;
             insert.ExecuteNonQuery();
-        }
-
-        public void Rollback()
-        {
-            using var rollback = Prepare(connection, "ROLLBACK");
-            try { rollback.ExecuteNonQuery(); } catch (SqliteException) { /* SQLite rolled it back already */ }
         }
 
         private static SqliteCommand Prepare(SqliteConnection connection, string sql, params string[] parameters)
@@ -447,7 +434,8 @@ public sealed partial class SqliteLedgerStore : RelationalStore
 
         public void Dispose()
         {
-            foreach (var command in (SqliteCommand[])[insert, Begin, Delete, Commit]) command.Dispose();
+            insert.Dispose();
+            delete.Dispose();
         }
     }
 
@@ -463,15 +451,15 @@ public sealed partial class SqliteLedgerStore : RelationalStore
             var projector = store.ActiveProjector;
             // A stopped projector fails the batch before anything is written, so that its callers' failure is true.
             projector.ThrowIfStopped();
-            var batch = new JournaledBatch(0, RowsToWrite(changes), UpdatesToWrite(changes));
-            var sequence = store.Journal(batch.Encode());
+            var (rows, updates) = (RowsToWrite(changes), UpdatesToWrite(changes));
+            var sequence = store.Journal(JournaledBatch.Encode(rows, updates));
             // From here on the batch is durable and is answered as done, whatever follows. Published only now that
             // the journal's commit is durable: readers never see uncommitted state.
             foreach (var (id, state) in changes.Organizations) store.committed[id] = state;
             store.pending.Add(sequence, changes);
             // Waits while the projector is the most batches behind that it may be (its queue's limit). If it stopped
             // meanwhile, the journal keeps the batch for the next start, and reads of the tables fail until then.
-            await projector.TryEnqueueAsync(batch with { Sequence = sequence }, cancellationToken);
+            await projector.TryEnqueueAsync(new JournaledBatch(sequence, rows, updates), cancellationToken);
             store.journalCheckpointer?.Committed(store.JournalConnection);
         }
 
