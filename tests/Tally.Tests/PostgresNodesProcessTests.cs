@@ -238,6 +238,37 @@ public sealed class PostgresNodesProcessTests(PostgresFixture postgres, ITestOut
         }
     }
 
+    /// <remarks>
+    /// A write's authentication reads only the organization's status, and a balance read its whole state; both come
+    /// from the database on every request, so a change made through one node holds at once on the others.
+    /// </remarks>
+    [PostgresFact]
+    public async Task AnOrganizationDisabledThroughOneNodeIsRefusedWith404ByTheOthersOnEveryRouteUntilEnabledAgain()
+    {
+        await using var nodes = await Nodes.StartAsync(postgres, "tally_nodes_disabled", output);
+        var organization = await nodes[0].CreateOrganizationAsync(creditsPerPeriod: 10);
+        var consumption = (await nodes[1].ConsumeAsync(organization.Key, idempotencyKey: "before")).Expect(HttpStatusCode.Created).String("id");
+
+        (await nodes[0].AdminAsync(HttpMethod.Patch, $"/v1/admin/organizations/{organization.Id}", new { status = "disabled" })).Expect(HttpStatusCode.OK);
+        foreach (var node in new[] { nodes[1], nodes[2] })
+        {
+            var refusals = new[]
+            {
+                await node.CallAsync(HttpMethod.Post, "/v1/consumptions", organization.Key.Bearer, new { credits = 1, idempotencyKey = "while-disabled" }),
+                await node.CallAsync(HttpMethod.Post, $"/v1/consumptions/{consumption}/refunds", organization.Key.Bearer, new { credits = 1, idempotencyKey = "refund" }),
+                await node.CallAsync(HttpMethod.Post, "/v1/holds", organization.Key.Bearer, new { credits = 1, idempotencyKey = "hold" }),
+                await node.CallAsync(HttpMethod.Get, "/v1/balance", organization.Key.Bearer),
+                await node.CallAsync(HttpMethod.Get, "/v1/ledger", organization.Key.Bearer),
+            };
+            Assert.All(refusals, reply => Assert.Equal("The organization was not found or is disabled.", reply.Expect(HttpStatusCode.NotFound).String("detail")));
+        }
+
+        (await nodes[0].AdminAsync(HttpMethod.Patch, $"/v1/admin/organizations/{organization.Id}", new { status = "active" })).Expect(HttpStatusCode.OK);
+        (await nodes[2].ConsumeAsync(organization.Key, idempotencyKey: "after")).Expect(HttpStatusCode.Created);
+        Assert.Equal(2, (await nodes[1].BalanceAsync(organization.Key))["used"]!.GetValue<long>());
+        await nodes.AssertVerifiedAsync();
+    }
+
     private static async Task<long> UsedAsync(TallyApi node, string organizationId) =>
         (await node.AdminAsync(HttpMethod.Get, $"/v1/admin/organizations/{organizationId}/balance")).Expect(HttpStatusCode.OK).Long("used");
 

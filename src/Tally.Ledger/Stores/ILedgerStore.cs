@@ -24,6 +24,12 @@ public interface ILedgerStore : IAsyncDisposable
     /// <summary>Committed state of one organization, for reads; null when it does not exist.</summary>
     ValueTask<OrganizationState?> ReadOrganizationAsync(string organizationId, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Committed status of one organization, for a request that needs no more of its state (authentication of a
+    /// write, whose batch loads the state anyway); null when it does not exist.
+    /// </summary>
+    ValueTask<OrganizationStatus?> ReadOrganizationStatusAsync(string organizationId, CancellationToken cancellationToken);
+
     Task<ApiKeyRecord?> FindKeyBySecretHashAsync(string secretHash, CancellationToken cancellationToken);
     Task<ApiKeyRecord?> FindKeyAsync(string organizationId, string keyId, CancellationToken cancellationToken);
     Task<IReadOnlyList<ApiKeyRecord>> ListKeysAsync(string organizationId, CancellationToken cancellationToken);

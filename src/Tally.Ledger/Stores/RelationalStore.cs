@@ -21,6 +21,10 @@ public abstract partial class RelationalStore : ILedgerStore
     public abstract Task InitializeAsync(CancellationToken cancellationToken);
     public abstract Task<IBatchTransaction> BeginBatchAsync(IReadOnlyList<string> sortedOrganizationIds, BatchLookupRequest lookups, CancellationToken cancellationToken);
     public abstract ValueTask<OrganizationState?> ReadOrganizationAsync(string organizationId, CancellationToken cancellationToken);
+
+    /// <summary>The status out of the whole state, which a store that keeps states in memory reads for nothing.</summary>
+    public virtual async ValueTask<OrganizationStatus?> ReadOrganizationStatusAsync(string organizationId, CancellationToken cancellationToken) =>
+        (await ReadOrganizationAsync(organizationId, cancellationToken))?.Status;
     public abstract ValueTask DisposeAsync();
 
     /// <summary>A connection for reads, outside the writer's transaction.</summary>
@@ -131,15 +135,20 @@ public abstract partial class RelationalStore : ILedgerStore
     protected const string ConsumptionColumns = "id, credits, refunded, allocations, period_start, assistant_id, identifier, hold_id, created_at";
     protected const string HoldRowColumns = OpenHoldColumns + ", status, captured, settled_at";
 
+    protected static OrganizationStatus ReadStatus(DbDataReader reader, int ordinal)
+    {
+        Names.TryParseStatus(reader.GetString(ordinal), out var status);
+        return status;
+    }
+
     protected static OrganizationState ReadOrganization(DbDataReader reader)
     {
-        Names.TryParseStatus(reader.GetString(3), out var status);
         var state = new OrganizationState
         {
             Id = reader.GetString(0),
             Name = reader.GetString(1),
             ExternalId = NullableString(reader, 2),
-            Status = status,
+            Status = ReadStatus(reader, 3),
             CreatedAt = Time(Long(reader, 4)),
             UsedInPeriod = Long(reader, 12),
         };

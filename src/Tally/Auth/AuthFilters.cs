@@ -3,8 +3,11 @@ using Tally.Ledger.Model;
 
 namespace Tally.Auth;
 
-/// <summary>Marks the scope an organization endpoint needs (SPEC §3.1).</summary>
-public sealed record RequiredScope(KeyScopes Scope);
+/// <summary>
+/// Marks the scope an organization endpoint needs (SPEC §3.1), and whether its handler reads the organization's
+/// state from <see cref="OrganizationCaller.Organization"/> (otherwise authentication reads only the status).
+/// </summary>
+public sealed record RequiredScope(KeyScopes Scope, bool ReadsState = false);
 
 /// <summary>
 /// Authenticates the organization key once for a route group and puts the caller in HttpContext.Items,
@@ -15,15 +18,15 @@ public sealed class OrganizationKeyFilter(Credentials credentials) : IEndpointFi
     public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         var http = context.HttpContext;
-        var scope = http.GetEndpoint()?.Metadata.GetMetadata<RequiredScope>()?.Scope ?? KeyScopes.All;
-        var (caller, failure) = await credentials.AuthenticateOrganizationAsync(http, scope);
+        var required = http.GetEndpoint()?.Metadata.GetMetadata<RequiredScope>() ?? new RequiredScope(KeyScopes.All);
+        var (caller, failure) = await credentials.AuthenticateOrganizationAsync(http, required.Scope, required.ReadsState);
         switch (failure)
         {
             case CredentialFailure.None:
                 http.Items[typeof(OrganizationCaller)] = caller;
                 return await next(context);
             case CredentialFailure.MissingScope:
-                return Problems.Forbidden($"This key lacks the {string.Join(", ", Names.Of(scope))} scope.");
+                return Problems.Forbidden($"This key lacks the {string.Join(", ", Names.Of(required.Scope))} scope.");
             case CredentialFailure.OrganizationUnavailable:
                 return Problems.NotFound("The organization was not found or is disabled.");
             case CredentialFailure.Missing:

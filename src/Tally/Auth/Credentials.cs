@@ -7,8 +7,8 @@ using Tally.Ledger.Model;
 namespace Tally.Auth;
 
 /// <summary>
-/// An authenticated organization key: the key and its organization's committed state as authentication read
-/// it (null when the organization is gone), so a handler need not read it again.
+/// An authenticated organization key, with its organization's committed state as authentication read it when
+/// the caller asked for it (a balance read), so that the handler need not read it again; null otherwise.
 /// </summary>
 public sealed record OrganizationCaller(ApiKeyRecord Key, OrganizationState? Organization)
 {
@@ -26,8 +26,12 @@ public sealed class Credentials(LedgerEngine engine, OperatorKey operatorKey)
     /// <summary>Longest header worth parsing: a public part, a colon and a secret, with room to spare.</summary>
     public const int AuthorizationLengthMax = 512;
 
+    /// <param name="readsState">
+    /// Whether the handler needs the organization's state. Without it only the status is read: on PostgreSQL one
+    /// statement instead of four, and a write's batch loads the state under its lock anyway.
+    /// </param>
     public async ValueTask<(OrganizationCaller? Caller, CredentialFailure Failure)> AuthenticateOrganizationAsync(
-        HttpContext context, KeyScopes required)
+        HttpContext context, KeyScopes required, bool readsState)
     {
         // The header is parsed in place (ranges, not substrings): a cached key is then found without allocating.
         if (!TryReadToken(context, out var header, out var token, out var missing))
@@ -57,9 +61,10 @@ public sealed class Credentials(LedgerEngine engine, OperatorKey operatorKey)
         }
         // A key always names an organization that was created; none found means it was deleted, which
         // seeds/002 answers like a disabled one (404), not like an unknown key (401).
-        var organization = await engine.Store.ReadOrganizationAsync(key.OrganizationId, context.RequestAborted);
+        var organization = readsState ? await engine.Store.ReadOrganizationAsync(key.OrganizationId, context.RequestAborted) : null;
+        var status = readsState ? organization?.Status : await engine.Store.ReadOrganizationStatusAsync(key.OrganizationId, context.RequestAborted);
         var caller = new OrganizationCaller(key, organization);
-        if (organization is not { Status: OrganizationStatus.Active }) return (caller, CredentialFailure.OrganizationUnavailable);
+        if (status is not OrganizationStatus.Active) return (caller, CredentialFailure.OrganizationUnavailable);
         if ((key.Scopes & required) != required) return (caller, CredentialFailure.MissingScope);
         return (caller, CredentialFailure.None);
     }

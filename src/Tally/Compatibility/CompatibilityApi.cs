@@ -76,7 +76,7 @@ public static class CompatibilityApi
 
     public static async Task<JsonBody<CreditsUsageEnvelope>> GetMessageCreditsUsage(HttpContext context, Credentials credentials, LedgerEngine engine)
     {
-        var (caller, failure) = await credentials.AuthenticateOrganizationAsync(context, KeyScopes.BalanceRead);
+        var (caller, failure) = await credentials.AuthenticateOrganizationAsync(context, KeyScopes.BalanceRead, readsState: true);
         var refusal = failure switch
         {
             CredentialFailure.None => null,
@@ -94,7 +94,7 @@ public static class CompatibilityApi
     public static async Task<Results<JsonBody<AgentBalance>, JsonBody<AgentNoSubscription>, JsonBody<AgentError>>> CheckBalance(
         HttpContext context, Credentials credentials, LedgerEngine engine)
     {
-        var (caller, failure) = await credentials.AuthenticateOrganizationAsync(context, KeyScopes.BalanceRead);
+        var (caller, failure) = await credentials.AuthenticateOrganizationAsync(context, KeyScopes.BalanceRead, readsState: true);
         switch (failure)
         {
             case CredentialFailure.None: break;

@@ -138,6 +138,20 @@ public sealed partial class PostgresLedgerStore : RelationalStore
         return found.GetValueOrDefault(organizationId);
     }
 
+    /// <summary>
+    /// One row's status, in one statement: a write's authentication needs no more, and the full read (four
+    /// queries in a snapshot) cost the database more than the write's own share of its batch (measured with
+    /// pg_stat_statements under the T3 load: 0.6 ms against 0.25 ms a consumption).
+    /// </summary>
+    public override async ValueTask<OrganizationStatus?> ReadOrganizationStatusAsync(string organizationId, CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        OrganizationStatus? found = null;
+        await ReadRowsAsync(connection, null, "SELECT status FROM organizations WHERE id = @id",
+            reader => found = ReadStatus(reader, 0), cancellationToken, ("@id", organizationId));
+        return found;
+    }
+
     /// <summary>A setting as it stands inside a batch's transaction, so tests can show durability is on whatever the database's defaults.</summary>
     internal async Task<string> SettingInBatchAsync(string name, CancellationToken cancellationToken)
     {
