@@ -50,6 +50,13 @@ internal abstract class IdempotentCommand<T>(string organizationId, string key, 
     /// </summary>
     protected virtual LedgerError? Validate() => null;
 
+    /// <summary>
+    /// True for what an organization's own key asks (spending, refunds, holds): refused, replays included, unless
+    /// the organization is active. Checked here, in the batch that decides, rather than when the request is
+    /// authenticated: that costs no read of its own, and no disable can slip between the check and the decision.
+    /// </summary>
+    protected virtual bool NeedsActiveOrganization => false;
+
     protected sealed override Outcome<T> DecideOutcome(DecisionContext context)
     {
         if (!Model.Limits.IsValidIdempotencyKey(key))
@@ -59,6 +66,7 @@ internal abstract class IdempotentCommand<T>(string organizationId, string key, 
         }
         if (Validate() is { } invalid) return Outcome<T>.Failure(invalid);
         var state = context.Organization(organizationId);
+        if (NeedsActiveOrganization && state is not { Status: Model.OrganizationStatus.Active }) return Outcome<T>.Failure(LedgerError.OrganizationUnavailable);
         if (state is null) return Outcome<T>.Failure(LedgerError.NotFound("The organization"));
         var fingerprint = Fingerprint(Parameters);
         if (context.FindIdempotency(organizationId, key) is { } existing)

@@ -20,6 +20,9 @@ public enum ErrorCode
 public sealed record LedgerError(ErrorCode Code, string Message, string? Field = null)
 {
     public static LedgerError NotFound(string what) => new(ErrorCode.NotFound, $"{what} was not found.");
+
+    /// <summary>What an organization's key meets once its organization is disabled or deleted, whatever it asks.</summary>
+    public static readonly LedgerError OrganizationUnavailable = new(ErrorCode.NotFound, "The organization was not found or is disabled.");
     public static LedgerError Invalid(string field, string message) => new(ErrorCode.ValidationFailed, message, field);
 }
 

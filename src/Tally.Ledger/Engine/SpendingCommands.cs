@@ -12,10 +12,9 @@ public sealed record HoldRequest(
 
 internal static class Spending
 {
-    /// <summary>Rule 4 and the organization's status: what must be true before any credits are spent.</summary>
+    /// <summary>Rule 4: what must be true before any credits are spent (the organization's status is checked before, by every spending command).</summary>
     public static LedgerError? RefusalToSpend(OrganizationState state)
     {
-        if (state.Status != OrganizationStatus.Active) return new LedgerError(ErrorCode.NotFound, "The organization is disabled.");
         if (state.Subscription is null)
         {
             return new LedgerError(ErrorCode.NoActiveSubscription, "No active subscription found for this organization.");
@@ -53,6 +52,8 @@ internal static class Spending
 internal sealed class ConsumeCommand(ConsumeRequest request)
     : IdempotentCommand<ConsumptionReceipt>(request.OrganizationId, request.IdempotencyKey, LedgerJson.Default.ConsumptionReceipt)
 {
+    protected override bool NeedsActiveOrganization => true;
+
     protected override string Parameters => Spending.Join(
         "consume", request.Credits, request.AssistantId, request.Identifier, Spending.MetadataText(request.Metadata));
 
@@ -87,6 +88,8 @@ internal sealed class ConsumeCommand(ConsumeRequest request)
 internal sealed class RefundCommand(string organizationId, string consumptionId, long? credits, string key)
     : IdempotentCommand<RefundReceipt>(organizationId, key, LedgerJson.Default.RefundReceipt)
 {
+    protected override bool NeedsActiveOrganization => true;
+
     public override string ConsumptionId => consumptionId;
 
     protected override string Parameters => Spending.Join("refund", consumptionId, credits);
@@ -140,6 +143,8 @@ internal sealed class RefundCommand(string organizationId, string consumptionId,
 internal sealed class HoldCommand(HoldRequest request)
     : IdempotentCommand<HoldReceipt>(request.OrganizationId, request.IdempotencyKey, LedgerJson.Default.HoldReceipt)
 {
+    protected override bool NeedsActiveOrganization => true;
+
     protected override string Parameters => Spending.Join(
         "hold", request.Credits, request.TtlSeconds, request.AssistantId, request.Identifier);
 
@@ -191,6 +196,8 @@ internal abstract class SettleCommand<T>(string organizationId, string holdId, s
 internal sealed class CaptureCommand(string organizationId, string holdId, long credits, string key)
     : SettleCommand<CaptureReceipt>(organizationId, holdId, key, LedgerJson.Default.CaptureReceipt)
 {
+    protected override bool NeedsActiveOrganization => true;
+
     protected override string Parameters => Spending.Join("capture", HoldId, credits);
 
     protected override LedgerError? Validate() => Spending.InvalidCredits(credits);
@@ -228,6 +235,8 @@ internal sealed class CaptureCommand(string organizationId, string holdId, long 
 internal sealed class ReleaseCommand(string organizationId, string holdId, string key)
     : SettleCommand<ReleaseReceipt>(organizationId, holdId, key, LedgerJson.Default.ReleaseReceipt)
 {
+    protected override bool NeedsActiveOrganization => true;
+
     protected override string Parameters => Spending.Join("release", HoldId);
 
     protected override Outcome<ReleaseReceipt> Settle(OrganizationState state, HoldState hold, DecisionContext context)

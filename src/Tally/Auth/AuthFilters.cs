@@ -1,13 +1,11 @@
 using Tally.Http;
+using Tally.Ledger.Engine;
 using Tally.Ledger.Model;
 
 namespace Tally.Auth;
 
-/// <summary>
-/// Marks the scope an organization endpoint needs (SPEC §3.1), and whether its handler reads the organization's
-/// state from <see cref="OrganizationCaller.Organization"/> (otherwise authentication reads only the status).
-/// </summary>
-public sealed record RequiredScope(KeyScopes Scope, bool ReadsState = false);
+/// <summary>Marks the scope an organization endpoint needs (SPEC §3.1), and what authentication reads of its organization.</summary>
+public sealed record RequiredScope(KeyScopes Scope, OrganizationRead Read = OrganizationRead.Status);
 
 /// <summary>
 /// Authenticates the organization key once for a route group and puts the caller in HttpContext.Items,
@@ -19,7 +17,7 @@ public sealed class OrganizationKeyFilter(Credentials credentials) : IEndpointFi
     {
         var http = context.HttpContext;
         var required = http.GetEndpoint()?.Metadata.GetMetadata<RequiredScope>() ?? new RequiredScope(KeyScopes.All);
-        var (caller, failure) = await credentials.AuthenticateOrganizationAsync(http, required.Scope, required.ReadsState);
+        var (caller, failure) = await credentials.AuthenticateOrganizationAsync(http, required.Scope, required.Read);
         switch (failure)
         {
             case CredentialFailure.None:
@@ -28,7 +26,7 @@ public sealed class OrganizationKeyFilter(Credentials credentials) : IEndpointFi
             case CredentialFailure.MissingScope:
                 return Problems.Forbidden($"This key lacks the {string.Join(", ", Names.Of(required.Scope))} scope.");
             case CredentialFailure.OrganizationUnavailable:
-                return Problems.NotFound("The organization was not found or is disabled.");
+                return Problems.NotFound(LedgerError.OrganizationUnavailable.Message);
             case CredentialFailure.Missing:
                 return Problems.Unauthorized("Send the organization's key as `Authorization: Bearer pk_…:sk_…`, `Bearer sk_…` or `sk_…`.");
             case CredentialFailure.Malformed:

@@ -8,7 +8,7 @@ namespace Tally.Auth;
 
 /// <summary>
 /// An authenticated organization key, with its organization's committed state as authentication read it when
-/// the caller asked for it (a balance read), so that the handler need not read it again; null otherwise.
+/// the caller asked for it (<see cref="OrganizationRead.State"/>), so that the handler need not read it again; null otherwise.
 /// </summary>
 public sealed record OrganizationCaller(ApiKeyRecord Key, OrganizationState? Organization)
 {
@@ -16,6 +16,22 @@ public sealed record OrganizationCaller(ApiKeyRecord Key, OrganizationState? Org
 }
 
 public enum CredentialFailure { None, Missing, Malformed, Unknown, MissingScope, OrganizationUnavailable }
+
+/// <summary>What authentication reads of the key's organization, to refuse one that is disabled or deleted (404).</summary>
+public enum OrganizationRead
+{
+    /// <summary>
+    /// Nothing: the request is a command whose own batch refuses an organization that is not active, under the
+    /// batch's lock (on PostgreSQL a read here was a query per consumption, and a disable could slip in after it).
+    /// </summary>
+    None,
+
+    /// <summary>The status alone (reads of the tables: usage, ledger).</summary>
+    Status,
+
+    /// <summary>The whole committed state, which the handler then answers from (balances).</summary>
+    State,
+}
 
 /// <summary>
 /// SPEC §3.1: `Bearer pk_…:sk_…`, `Bearer sk_…` or a bare `sk_…`. A secret is found in the engine's key cache, or
@@ -26,12 +42,8 @@ public sealed class Credentials(LedgerEngine engine, OperatorKey operatorKey)
     /// <summary>Longest header worth parsing: a public part, a colon and a secret, with room to spare.</summary>
     public const int AuthorizationLengthMax = 512;
 
-    /// <param name="readsState">
-    /// Whether the handler needs the organization's state. Without it only the status is read: on PostgreSQL one
-    /// statement instead of four, and a write's batch loads the state under its lock anyway.
-    /// </param>
     public async ValueTask<(OrganizationCaller? Caller, CredentialFailure Failure)> AuthenticateOrganizationAsync(
-        HttpContext context, KeyScopes required, bool readsState)
+        HttpContext context, KeyScopes required, OrganizationRead read)
     {
         // The header is parsed in place (ranges, not substrings): a cached key is then found without allocating.
         if (!TryReadToken(context, out var header, out var token, out var missing))
@@ -61,8 +73,13 @@ public sealed class Credentials(LedgerEngine engine, OperatorKey operatorKey)
         }
         // A key always names an organization that was created; none found means it was deleted, which
         // seeds/002 answers like a disabled one (404), not like an unknown key (401).
-        var organization = readsState ? await engine.Store.ReadOrganizationAsync(key.OrganizationId, context.RequestAborted) : null;
-        var status = readsState ? organization?.Status : await engine.Store.ReadOrganizationStatusAsync(key.OrganizationId, context.RequestAborted);
+        var organization = read == OrganizationRead.State ? await engine.Store.ReadOrganizationAsync(key.OrganizationId, context.RequestAborted) : null;
+        var status = read switch
+        {
+            OrganizationRead.State => organization?.Status,
+            OrganizationRead.Status => await engine.Store.ReadOrganizationStatusAsync(key.OrganizationId, context.RequestAborted),
+            _ => OrganizationStatus.Active,
+        };
         var caller = new OrganizationCaller(key, organization);
         if (status is not OrganizationStatus.Active) return (caller, CredentialFailure.OrganizationUnavailable);
         if ((key.Scopes & required) != required) return (caller, CredentialFailure.MissingScope);

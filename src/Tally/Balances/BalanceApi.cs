@@ -23,7 +23,7 @@ public static class BalanceApi
         // rather than a second read of the same state: on PostgreSQL that is a query per balance check.
         organization.MapGet("/balance", Results<Ok<BalanceView>, ProblemHttpResult> (HttpContext context, LedgerEngine engine) =>
                 TypedResults.Ok(engine.BalanceOf(context.Caller().Organization!)))
-            .WithMetadata(new RequiredScope(KeyScopes.BalanceRead, ReadsState: true)).WithName("GetBalance").WithSummary("The organization's balance in the current period.");
+            .WithMetadata(new RequiredScope(KeyScopes.BalanceRead, OrganizationRead.State)).WithName("GetBalance").WithSummary("The organization's balance in the current period.");
         organization.MapGet("/usage", (HttpContext context, LedgerEngine engine, string? from, string? to, string? groupBy) =>
                 GetUsage(context.Caller().OrganizationId, engine, from, to, groupBy, context.RequestAborted))
             .WithMetadata(new RequiredScope(KeyScopes.BalanceRead)).WithName("GetUsage").WithSummary("Credits consumed and refunded, by day or by assistant.");

@@ -76,12 +76,12 @@ public static class CompatibilityApi
 
     public static async Task<JsonBody<CreditsUsageEnvelope>> GetMessageCreditsUsage(HttpContext context, Credentials credentials, LedgerEngine engine)
     {
-        var (caller, failure) = await credentials.AuthenticateOrganizationAsync(context, KeyScopes.BalanceRead, readsState: true);
+        var (caller, failure) = await credentials.AuthenticateOrganizationAsync(context, KeyScopes.BalanceRead, OrganizationRead.State);
         var refusal = failure switch
         {
             CredentialFailure.None => null,
             CredentialFailure.MissingScope => (403, "This key lacks the balance:read scope."),
-            CredentialFailure.OrganizationUnavailable => (404, "The organization was not found or is disabled."),
+            CredentialFailure.OrganizationUnavailable => (404, LedgerError.OrganizationUnavailable.Message),
             CredentialFailure.Missing => (401, "The Authorization header with your secret key is required."),
             _ => ((int, string)?)(401, "The secret key is not valid."),
         };
@@ -94,7 +94,7 @@ public static class CompatibilityApi
     public static async Task<Results<JsonBody<AgentBalance>, JsonBody<AgentNoSubscription>, JsonBody<AgentError>>> CheckBalance(
         HttpContext context, Credentials credentials, LedgerEngine engine)
     {
-        var (caller, failure) = await credentials.AuthenticateOrganizationAsync(context, KeyScopes.BalanceRead, readsState: true);
+        var (caller, failure) = await credentials.AuthenticateOrganizationAsync(context, KeyScopes.BalanceRead, OrganizationRead.State);
         switch (failure)
         {
             case CredentialFailure.None: break;

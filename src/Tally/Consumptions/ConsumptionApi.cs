@@ -16,10 +16,10 @@ public static class ConsumptionApi
     public static RouteGroupBuilder MapConsumptions(this RouteGroupBuilder organization)
     {
         organization.MapPost("/consumptions", Consume)
-            .WithMetadata(new RequiredScope(KeyScopes.UsageWrite)).WithBody<ConsumeBody>()
+            .WithMetadata(new RequiredScope(KeyScopes.UsageWrite, OrganizationRead.None)).WithBody<ConsumeBody>()
             .WithName("Consume").WithSummary("Spends credits exactly once; 402 when they do not suffice.");
         organization.MapPost("/consumptions/{id}/refunds", Refund)
-            .WithMetadata(new RequiredScope(KeyScopes.UsageWrite)).WithBody<RefundBody>()
+            .WithMetadata(new RequiredScope(KeyScopes.UsageWrite, OrganizationRead.None)).WithBody<RefundBody>()
             .WithName("Refund").WithSummary("Gives credits of a consumption back to the grants they came from.");
         return organization;
     }

@@ -18,13 +18,13 @@ public static class HoldApi
     public static RouteGroupBuilder MapHolds(this RouteGroupBuilder organization)
     {
         organization.MapPost("/holds", PlaceHold)
-            .WithMetadata(new RequiredScope(KeyScopes.UsageWrite)).WithBody<HoldBody>()
+            .WithMetadata(new RequiredScope(KeyScopes.UsageWrite, OrganizationRead.None)).WithBody<HoldBody>()
             .WithName("PlaceHold").WithSummary("Reserves credits until captured, released or expired.");
         organization.MapPost("/holds/{id}/capture", Capture)
-            .WithMetadata(new RequiredScope(KeyScopes.UsageWrite)).WithBody<CaptureBody>()
+            .WithMetadata(new RequiredScope(KeyScopes.UsageWrite, OrganizationRead.None)).WithBody<CaptureBody>()
             .WithName("CaptureHold").WithSummary("Charges up to the held credits; the rest is released.");
         organization.MapPost("/holds/{id}/release", Release)
-            .WithMetadata(new RequiredScope(KeyScopes.UsageWrite)).WithBody<ReleaseBody>()
+            .WithMetadata(new RequiredScope(KeyScopes.UsageWrite, OrganizationRead.None)).WithBody<ReleaseBody>()
             .WithName("ReleaseHold").WithSummary("Gives every held credit back.");
         return organization;
     }

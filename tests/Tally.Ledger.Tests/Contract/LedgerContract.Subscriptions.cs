@@ -143,20 +143,35 @@ public abstract partial class LedgerContract
         Assert.Single(balance.Grants);
     }
 
+    /// <remarks>
+    /// Authentication of a write does not read the organization: each spending command refuses it in the batch
+    /// that decides, before its idempotency key is looked up, so that not even a replay answers for it.
+    /// </remarks>
     [Fact]
-    public async Task ADisabledOrganizationCannotSpendUntilItIsEnabledAgain()
+    public async Task ADisabledOrganizationCannotSpendRefundSettleOrReplayUntilItIsEnabledAgain()
     {
         await using var ledger = await StartAsync();
         var organization = await ledger.OrganizationAsync(10);
         var hold = Value(await ledger.HoldAsync(organization, 2));
+        var consumption = Value(await ledger.ConsumeAsync(organization, 1, "before-disable"));
         Value(await ledger.Engine.UpdateOrganizationAsync(organization, null, OrganizationStatus.Disabled));
-        Refused(await ledger.ConsumeAsync(organization), ErrorCode.NotFound);
-        Refused(await ledger.HoldAsync(organization, 1), ErrorCode.NotFound);
+        var refusals = new[]
+        {
+            Refused(await ledger.ConsumeAsync(organization), ErrorCode.NotFound),
+            Refused(await ledger.ConsumeAsync(organization, 1, "before-disable"), ErrorCode.NotFound),
+            Refused(await ledger.HoldAsync(organization, 1), ErrorCode.NotFound),
+            Refused(await ledger.CaptureAsync(organization, hold.Id, 2), ErrorCode.NotFound),
+            Refused(await ledger.ReleaseAsync(organization, hold.Id), ErrorCode.NotFound),
+            Refused(await ledger.RefundAsync(organization, consumption.Id), ErrorCode.NotFound),
+        };
+        Assert.All(refusals, refusal => Assert.Equal(LedgerError.OrganizationUnavailable, refusal));
         Assert.Equal("disabled", (await ledger.BalanceAsync(organization)).Status);
+        Assert.Equal(7, (await ledger.BalanceAsync(organization)).Remaining);
         Value(await ledger.Engine.UpdateOrganizationAsync(organization, null, OrganizationStatus.Active));
+        Assert.True((await ledger.ConsumeAsync(organization, 1, "before-disable")).Replayed);
         Value(await ledger.ConsumeAsync(organization));
         Value(await ledger.CaptureAsync(organization, hold.Id, 2));
-        Assert.Equal(7, (await ledger.BalanceAsync(organization)).Remaining);
+        Assert.Equal(6, (await ledger.BalanceAsync(organization)).Remaining);
     }
 
     [Fact]
