@@ -139,6 +139,8 @@ internal sealed class GrantCommand(GrantRequest request)
 
 internal sealed class AddAssistantCommand(string organizationId, string name) : OrganizationCommand<AssistantView>(organizationId)
 {
+    public override bool ChangesAssistants => true;
+
     protected override Outcome<AssistantView> DecideFor(OrganizationState state, DecisionContext context)
     {
         if (state.Assistants.Count >= Limits.AssistantsPerOrganizationMax)
@@ -154,6 +156,8 @@ internal sealed class AddAssistantCommand(string organizationId, string name) : 
 
 internal sealed class RemoveAssistantCommand(string organizationId, string assistantId) : OrganizationCommand<bool>(organizationId)
 {
+    public override bool ChangesAssistants => true;
+
     protected override Outcome<bool> DecideFor(OrganizationState state, DecisionContext context)
     {
         var removed = state.Assistants.RemoveAll(assistant => assistant.Id == assistantId);

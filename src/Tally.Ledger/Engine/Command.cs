@@ -12,6 +12,9 @@ internal abstract class LedgerCommand
     public virtual string? ConsumptionId => null;
     public virtual string? HoldId => null;
 
+    /// <summary>True for the commands that read the organization's assistants (adding or removing one).</summary>
+    public virtual bool ChangesAssistants => false;
+
     public abstract void Decide(DecisionContext context);
     public abstract void Complete();
     public abstract void Fail(LedgerError error);

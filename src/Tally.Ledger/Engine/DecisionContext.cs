@@ -10,10 +10,16 @@ public sealed class BatchLookups
     public Dictionary<string, HoldRow> Holds { get; } = new(StringComparer.Ordinal);
 }
 
+/// <param name="Assistants">
+/// Whether a command of the batch adds or removes assistants, the one decision that reads an organization's
+/// assistants. A store that keeps no state between batches (PostgreSQL) loads them only then; one that publishes
+/// the batch's states as committed (SQLite) always has them.
+/// </param>
 public sealed record BatchLookupRequest(
     IReadOnlyList<(string OrganizationId, string Key)> IdempotencyKeys,
     IReadOnlyList<(string OrganizationId, string ConsumptionId)> Consumptions,
-    IReadOnlyList<(string OrganizationId, string HoldId)> Holds);
+    IReadOnlyList<(string OrganizationId, string HoldId)> Holds,
+    bool Assistants = false);
 
 /// <summary>
 /// The writer's view while it decides one batch: committed state as loaded, a working copy of each

@@ -289,14 +289,16 @@ public sealed class LedgerEngine : IAsyncDisposable
         var keys = new List<(string, string)>();
         var consumptions = new List<(string, string)>();
         var holds = new List<(string, string)>();
+        var assistants = false;
         foreach (var command in batch)
         {
+            assistants |= command.ChangesAssistants;
             if (command.OrganizationId is not { } organizationId) continue;
             if (command.IdempotencyKey is { } key) keys.Add((organizationId, key));
             if (command.ConsumptionId is { } consumptionId) consumptions.Add((organizationId, consumptionId));
             if (command.HoldId is { } holdId) holds.Add((organizationId, holdId));
         }
-        return new BatchLookupRequest(keys, consumptions, holds);
+        return new BatchLookupRequest(keys, consumptions, holds, assistants);
     }
 }
 

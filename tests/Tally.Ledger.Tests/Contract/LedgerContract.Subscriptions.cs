@@ -144,6 +144,30 @@ public abstract partial class LedgerContract
     }
 
     /// <remarks>
+    /// Only adding or removing an assistant decides on the organization's assistants, so a store may leave them
+    /// out of other batches' loads (PostgreSQL does); submitted all at once beside consumptions, the additions
+    /// share batches with them and must still see every assistant the earlier batches added.
+    /// </remarks>
+    [Fact]
+    public async Task AssistantsAddedBesideConsumptionsAreCountedAgainstTheLimitAndReportedInTheBalance()
+    {
+        await using var ledger = await StartAsync();
+        var organization = await ledger.OrganizationAsync(Limits.AssistantsPerOrganizationMax);
+        var additions = Enumerable.Range(0, Limits.AssistantsPerOrganizationMax).Select(index => ledger.Engine.AddAssistantAsync(organization, $"bot {index}")).ToList();
+        var consumptions = Enumerable.Range(0, 100).Select(_ => ledger.ConsumeAsync(organization)).ToList();
+        var added = (await Task.WhenAll(additions)).Select(Value).ToList();
+        Assert.All(await Task.WhenAll(consumptions), outcome => Value(outcome));
+
+        Refused(await ledger.Engine.AddAssistantAsync(organization, "one too many"), ErrorCode.ValidationFailed);
+        Assert.True((await ledger.BalanceAsync(organization)).HasAssistant);
+        Value(await ledger.Engine.RemoveAssistantAsync(organization, added[0].Id));
+        Refused(await ledger.Engine.RemoveAssistantAsync(organization, added[0].Id), ErrorCode.NotFound);
+        Value(await ledger.Engine.AddAssistantAsync(organization, "in the freed place"));
+        Refused(await ledger.Engine.AddAssistantAsync(organization, "one too many again"), ErrorCode.ValidationFailed);
+        Assert.Equal(100, (await ledger.BalanceAsync(organization)).Used);
+    }
+
+    /// <remarks>
     /// Authentication of a write does not read the organization: each spending command refuses it in the batch
     /// that decides, before its idempotency key is looked up, so that not even a replay answers for it.
     /// </remarks>

@@ -67,10 +67,15 @@ public sealed partial class PostgresLedgerStore
                 var hold = ReadHold(reader, 1);
                 organizations.GetValueOrDefault(reader.GetString(0))?.OpenHolds.Add(hold.Id, hold);
             });
-            batch.BatchCommands.Add(Statement(
-                $"SELECT organization_id, {AssistantColumns} FROM assistants WHERE organization_id = ANY(@ids) AND deleted_at IS NULL ORDER BY organization_id, created_at, id",
-                ("@ids", ids)));
-            readers.Add(reader => organizations.GetValueOrDefault(reader.GetString(0))?.Assistants.Add(ReadAssistant(reader, 1)));
+            // A batch's states are never kept, and only adding or removing an assistant decides on the assistants,
+            // so other batches leave them out (they were a tenth of the database's time per consumption batch).
+            if (mode == LoadMode.Snapshot || lookups?.Request.Assistants == true)
+            {
+                batch.BatchCommands.Add(Statement(
+                    $"SELECT organization_id, {AssistantColumns} FROM assistants WHERE organization_id = ANY(@ids) AND deleted_at IS NULL ORDER BY organization_id, created_at, id",
+                    ("@ids", ids)));
+                readers.Add(reader => organizations.GetValueOrDefault(reader.GetString(0))?.Assistants.Add(ReadAssistant(reader, 1)));
+            }
         }
         if (lookups is var (request, found)) AddLookups(batch, readers, request, found);
         if (mode == LoadMode.Snapshot) batch.BatchCommands.Add(Statement("COMMIT"));

@@ -528,7 +528,7 @@ public sealed partial class SqliteLedgerStore
                 if (holds.TryGetValue(id, out var entry) && entry.Row.OrganizationId == organizationId) found.Holds[id] = entry.Row;
                 else holdIds.Add((organizationId, id));
             }
-            notPending = new BatchLookupRequest(keys, consumptionIds, holdIds);
+            notPending = request with { IdempotencyKeys = keys, Consumptions = consumptionIds, Holds = holdIds };
             return found;
         }
     }
