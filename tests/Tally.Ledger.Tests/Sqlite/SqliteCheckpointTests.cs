@@ -14,7 +14,7 @@ public sealed class SqliteCheckpointTests : IDisposable
 {
     private const int LogPagesMax = 2_000;
     private const int Organizations = 200;
-    private const int Consumptions = 12_000;
+    private const int Consumptions = 36_000;
     private const int Callers = 256;
 
     /// <summary>SQLite's page size on a new store, and the header of each page in the log.</summary>
@@ -45,14 +45,16 @@ public sealed class SqliteCheckpointTests : IDisposable
             }));
 
             var checkpointer = store.Checkpointer!;
-            // About four pages a consumption went through the log, many times its limit: the writer started it over
-            // several times, and the background thread copied pages between those times.
+            // The load's pages went through the log many times its limit (36,000 consumptions over 200 organizations,
+            // 6,000 to 13,000 pages whatever the projector gathers): the writer started it over several times, and
+            // the background thread copied pages between those times.
             Assert.True(checkpointer.WriterCheckpoints >= 3, $"writer checkpoints: {checkpointer.WriterCheckpoints}");
             Assert.True(checkpointer.Checkpoints > checkpointer.WriterCheckpoints, $"checkpoints: {checkpointer.Checkpoints}");
             Assert.Equal(0, checkpointer.FailedCheckpoints);
-            // The log file keeps its largest size; it never went far past the limit (one batch's pages at most).
+            // The log file keeps its largest size; it never went far past the limit (one transaction's pages at most,
+            // which the projector's gathering makes up to about 1,600 here).
             var logBytes = new FileInfo(store.DatabasePath + "-wal").Length;
-            Assert.True(logBytes <= 2L * LogPagesMax * (PageBytes + FrameHeaderBytes), $"log file: {logBytes} bytes");
+            Assert.True(logBytes <= 3L * LogPagesMax * (PageBytes + FrameHeaderBytes), $"log file: {logBytes} bytes");
             var report = await store.VerifyAsync(CancellationToken.None);
             Assert.True(report.Clean, string.Join("; ", report.Differences));
         }
