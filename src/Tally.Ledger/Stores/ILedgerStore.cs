@@ -25,8 +25,8 @@ public interface ILedgerStore : IAsyncDisposable
     ValueTask<OrganizationState?> ReadOrganizationAsync(string organizationId, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Committed status of one organization, for a request that needs no more of its state (authentication of a
-    /// write, whose batch loads the state anyway); null when it does not exist.
+    /// Committed status of one organization, for a request that needs no more of its state (the authentication of
+    /// a read of the tables: usage, ledger); null when it does not exist.
     /// </summary>
     ValueTask<OrganizationStatus?> ReadOrganizationStatusAsync(string organizationId, CancellationToken cancellationToken);
 

@@ -25,6 +25,7 @@ public abstract partial class RelationalStore : ILedgerStore
     /// <summary>The status out of the whole state, which a store that keeps states in memory reads for nothing.</summary>
     public virtual async ValueTask<OrganizationStatus?> ReadOrganizationStatusAsync(string organizationId, CancellationToken cancellationToken) =>
         (await ReadOrganizationAsync(organizationId, cancellationToken))?.Status;
+
     public abstract ValueTask DisposeAsync();
 
     /// <summary>A connection for reads, outside the writer's transaction.</summary>
