@@ -60,10 +60,7 @@ public sealed class SqliteCheckpointTests : IDisposable
         }
 
         // Every consumption is stored, read back on a connection of its own after the store closed.
-        using var connection = SqliteFile.Open(store.DatabasePath);
-        using var count = connection.CreateCommand();
-        count.CommandText = "SELECT COUNT(*) FROM consumptions";
-        Assert.Equal(Consumptions, Convert.ToInt64(count.ExecuteScalar()));
+        Assert.Equal(Consumptions, SqliteFile.Scalar(store.DatabasePath, "SELECT COUNT(*) FROM consumptions"));
     }
 
     public void Dispose()

@@ -25,18 +25,28 @@ internal static class SqliteFile
     public static long Execute(string databasePath, string sql, params (string Name, object Value)[] parameters)
     {
         using var connection = Open(databasePath);
-        using var command = connection.CreateCommand();
-        command.CommandText = sql;
-        foreach (var (name, value) in parameters) command.Parameters.AddWithValue(name, value);
+        return Execute(connection, sql, parameters);
+    }
+
+    /// <summary>Runs a statement on a connection the caller keeps open (one that holds a lock, say).</summary>
+    public static long Execute(SqliteConnection connection, string sql, params (string Name, object Value)[] parameters)
+    {
+        using var command = Command(connection, sql, parameters);
         return command.ExecuteNonQuery();
     }
 
     public static long Scalar(string databasePath, string sql, params (string Name, object Value)[] parameters)
     {
         using var connection = Open(databasePath);
-        using var command = connection.CreateCommand();
+        using var command = Command(connection, sql, parameters);
+        return Convert.ToInt64(command.ExecuteScalar());
+    }
+
+    private static SqliteCommand Command(SqliteConnection connection, string sql, (string Name, object Value)[] parameters)
+    {
+        var command = connection.CreateCommand();
         command.CommandText = sql;
         foreach (var (name, value) in parameters) command.Parameters.AddWithValue(name, value);
-        return Convert.ToInt64(command.ExecuteScalar());
+        return command;
     }
 }

@@ -196,23 +196,16 @@ public sealed class SqliteJournalTests : IDisposable
             LedgerHarness.Value(await engine.PutSubscriptionAsync(organization, new SubscriptionRequest("small", 1_000, PeriodKind.Year)));
             await store.WaitForTablesAsync();
             var blocker = SqliteFile.Open(store.DatabasePath);
-            Run(blocker, "BEGIN IMMEDIATE");
+            SqliteFile.Execute(blocker, "BEGIN IMMEDIATE");
             return new LockedTables(store, engine, organization, blocker);
         }
 
-        public void Unlock() => Run(blocker, "ROLLBACK");
+        public void Unlock() => SqliteFile.Execute(blocker, "ROLLBACK");
 
         public async ValueTask DisposeAsync()
         {
             blocker.Dispose();
             await engine.DisposeAsync();
-        }
-
-        private static void Run(SqliteConnection connection, string sql)
-        {
-            using var command = connection.CreateCommand();
-            command.CommandText = sql;
-            command.ExecuteNonQuery();
         }
     }
 

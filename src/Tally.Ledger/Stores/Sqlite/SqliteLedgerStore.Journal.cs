@@ -169,14 +169,7 @@ public sealed partial class SqliteLedgerStore
                 synced = durable;
             }
             using var transaction = connection.BeginTransaction();
-            if (batches.Count == 1)
-            {
-                foreach (var (table, rows) in batches[0].Rows) WriteRows(table, rows);
-            }
-            else
-            {
-                foreach (var (table, rows) in Merge(batches)) WriteRows(table, rows);
-            }
+            foreach (var (table, rows) in Merge(batches)) WriteRows(table, rows);
             // The updates name rows inserted by the same or an earlier batch, so they come after every row.
             foreach (var batch in batches)
             {
@@ -423,8 +416,12 @@ public sealed partial class SqliteLedgerStore
                 // The batch stays in the journal; the next start writes it into the tables.
                 return;
             }
-            if (Interlocked.Add(ref queuedRows, batch.RowCount) >= RowsPerTransactionMax || queue.Reader.Count >= QueueCapacity / 2) writeNow.Set();
+            Interlocked.Add(ref queuedRows, batch.RowCount);
+            if (EnoughQueued) writeNow.Set();
         }
+
+        /// <summary>Enough waits for a transaction of its own: the most rows one may write, or half the queue's batches.</summary>
+        private bool EnoughQueued => Volatile.Read(ref queuedRows) >= RowsPerTransactionMax || queue.Reader.Count >= QueueCapacity / 2;
 
         /// <summary>Returns once the tables hold every batch through <paramref name="sequence"/>.</summary>
         public async Task WaitForAsync(long sequence, CancellationToken cancellationToken)
@@ -495,7 +492,7 @@ public sealed partial class SqliteLedgerStore
         private void Gather()
         {
             var until = Environment.TickCount64 + (long)GatherTime.TotalMilliseconds;
-            while (!readerWaiting && !stopping && Volatile.Read(ref queuedRows) < RowsPerTransactionMax && queue.Reader.Count < QueueCapacity / 2)
+            while (!readerWaiting && !stopping && !EnoughQueued)
             {
                 var left = until - Environment.TickCount64;
                 if (left <= 0) break;
