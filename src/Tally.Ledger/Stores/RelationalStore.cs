@@ -61,8 +61,8 @@ public abstract partial class RelationalStore : ILedgerStore
         return command;
     }
 
-    /// <summary>Runs one statement; virtual so that a store may collect a batch's writes and send them in one round trip.</summary>
-    protected virtual async Task ExecuteAsync(DbConnection connection, DbTransaction? transaction, string sql, CancellationToken cancellationToken, params (string, object?)[] parameters)
+    /// <summary>Runs one statement.</summary>
+    protected async Task ExecuteAsync(DbConnection connection, DbTransaction? transaction, string sql, CancellationToken cancellationToken, params (string, object?)[] parameters)
     {
         var command = Command(connection, transaction, sql, parameters);
         try
@@ -489,11 +489,5 @@ public abstract partial class RelationalStore : ILedgerStore
                 [("@revoked", Milliseconds(revokedAt)), ("@id", keyId)]));
         }
         return updates;
-    }
-
-    protected async Task WriteUpdatesAsync(DbConnection connection, DbTransaction? transaction, List<(string Sql, (string Name, object? Value)[] Parameters)> updates,
-        CancellationToken cancellationToken)
-    {
-        foreach (var (sql, parameters) in updates) await ExecuteAsync(connection, transaction, sql, cancellationToken, parameters);
     }
 }

@@ -65,12 +65,24 @@ public static class CompatibilityApi
         var usage = (HttpContext context) => GetMessageCreditsUsage(context, credentials, engine);
         var checkBalance = (HttpContext context) => CheckBalance(context, credentials, engine);
         // The seeds send `{}` (even on GET, with a form content type); the body is never read, so any body is accepted.
+        // The handlers take the HttpContext alone (see above), so their responses are declared here for the
+        // OpenAPI document: every status answers with the same envelope as success, as the seeds publish it.
         group.MapMethods("/chat/Chatbot/GetMessageCreditsUsage", ["GET", "POST"], usage)
             .WithName("GetMessageCreditsUsage")
-            .WithSummary("Message credits usage in the envelope of chat.smarterbot.ai and NewOaks (seeds/000, seeds/001).");
+            .WithSummary("Message credits usage in the envelope of chat.smarterbot.ai and NewOaks (seeds/000, seeds/001).")
+            .Produces<CreditsUsageEnvelope>(StatusCodes.Status200OK)
+            .Produces<CreditsUsageEnvelope>(StatusCodes.Status401Unauthorized)
+            .Produces<CreditsUsageEnvelope>(StatusCodes.Status403Forbidden)
+            .Produces<CreditsUsageEnvelope>(StatusCodes.Status404NotFound);
         group.MapGet("/api/v1/agents/check-balance", checkBalance)
             .WithName("CheckBalance")
-            .WithSummary("Whether the organization may send messages, as agentsgt publishes it (seeds/002).");
+            .WithSummary("Whether the organization may send messages, as agentsgt publishes it (seeds/002).")
+            .WithDescription("Without an active subscription the answer is still 200, with success false, hasCredits false, " +
+                "hasAssistant false and a message (the AgentNoSubscription schema).")
+            .Produces<AgentBalance>(StatusCodes.Status200OK)
+            .Produces<AgentError>(StatusCodes.Status401Unauthorized)
+            .Produces<AgentError>(StatusCodes.Status403Forbidden)
+            .Produces<AgentError>(StatusCodes.Status404NotFound);
         return routes;
     }
 

@@ -1,5 +1,6 @@
 using System.Diagnostics.Metrics;
 using Tally.Ledger.Engine;
+using Tally.Ledger.Stores.Sqlite;
 
 namespace Tally.Operations;
 
@@ -26,12 +27,35 @@ public sealed class TallyMetrics : IDisposable
         meter.CreateObservableGauge("tally_queue_depth", () => (long)engine.QueueDepth, description: "Commands waiting for the writer.");
         meter.CreateObservableCounter("tally_key_cache_hits_total", () => engine.KeyCacheHits, description: "API key lookups answered from memory.");
         meter.CreateObservableCounter("tally_key_cache_misses_total", () => engine.KeyCacheMisses, description: "API key lookups that read the store.");
+        if (engine.Store is SqliteLedgerStore sqlite) ObserveSqlite(sqlite);
         engine.BatchCompleted += report =>
         {
             batchSize.Record(report.Commands);
             commitLatency.Record(report.CommitMilliseconds, new KeyValuePair<string, object?>("committed", report.Committed ? "true" : "false"));
         };
     }
+
+    /// <summary>
+    /// The embedded store's background work: how far the tables lag the answered batches (what a read of usage or
+    /// the ledger may wait for), and the checkpoints of its two logs (one run by the journal's writer pauses answers).
+    /// </summary>
+    private void ObserveSqlite(SqliteLedgerStore store)
+    {
+        meter.CreateObservableGauge("tally_sqlite_projector_lag_batches", () => store.ProjectorLagBatches,
+            description: "Batches answered and not yet written into the tables.");
+        meter.CreateObservableCounter("tally_sqlite_checkpoints_total", () => Checkpoints(store, counts => counts.Completed),
+            description: "Checkpoints of each SQLite log.");
+        meter.CreateObservableCounter("tally_sqlite_writer_checkpoints_total", () => Checkpoints(store, counts => counts.ByWriter),
+            description: "Checkpoints run by a log's writer because the log had reached its limit.");
+        meter.CreateObservableCounter("tally_sqlite_failed_checkpoints_total", () => Checkpoints(store, counts => counts.Failed),
+            description: "Checkpoints SQLite refused; their pages wait for the next.");
+    }
+
+    private static Measurement<long>[] Checkpoints(SqliteLedgerStore store, Func<CheckpointCounts, long> count) =>
+    [
+        new(count(store.TablesCheckpoints), new KeyValuePair<string, object?>("log", "tables")),
+        new(count(store.JournalCheckpoints), new KeyValuePair<string, object?>("log", "journal")),
+    ];
 
     public void Request(string route, int status) =>
         requests.Add(1, new KeyValuePair<string, object?>("route", route), new KeyValuePair<string, object?>("status", Boxed(status)));

@@ -44,13 +44,13 @@ public sealed class SqliteCheckpointTests : IDisposable
                 }
             }));
 
-            var checkpointer = store.Checkpointer!;
+            var checkpoints = store.TablesCheckpoints;
             // The load's pages went through the log many times its limit (36,000 consumptions over 200 organizations,
             // 6,000 to 13,000 pages whatever the projector gathers): the writer started it over several times, and
             // the background thread copied pages between those times.
-            Assert.True(checkpointer.WriterCheckpoints >= 3, $"writer checkpoints: {checkpointer.WriterCheckpoints}");
-            Assert.True(checkpointer.Checkpoints > checkpointer.WriterCheckpoints, $"checkpoints: {checkpointer.Checkpoints}");
-            Assert.Equal(0, checkpointer.FailedCheckpoints);
+            Assert.True(checkpoints.ByWriter >= 3, $"writer checkpoints: {checkpoints.ByWriter}");
+            Assert.True(checkpoints.Completed > checkpoints.ByWriter, $"checkpoints: {checkpoints.Completed}");
+            Assert.Equal(0, checkpoints.Failed);
             // The log file keeps its largest size; it never went far past the limit (one transaction's pages at most,
             // which the projector's gathering makes up to about 1,600 here).
             var logBytes = new FileInfo(store.DatabasePath + "-wal").Length;

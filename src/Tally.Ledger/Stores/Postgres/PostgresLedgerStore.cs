@@ -48,7 +48,6 @@ public sealed partial class PostgresLedgerStore : RelationalStore
 
     private readonly NpgsqlDataSource dataSource;
     private NpgsqlConnection? writeConnection;
-    private NpgsqlBatch? pendingWrites;
     private int batchesOpen;
 
     /// <param name="connectionString">An Npgsql connection string ("Host=…;Database=…;Username=…;Password=…").</param>
@@ -163,17 +162,6 @@ public sealed partial class PostgresLedgerStore : RelationalStore
     protected override async Task<DbConnection> OpenReadConnectionAsync(CancellationToken cancellationToken) =>
         await dataSource.OpenConnectionAsync(cancellationToken);
 
-    /// <summary>While a batch's writes are being collected, statements are queued for one round trip instead of sent.</summary>
-    protected override Task ExecuteAsync(DbConnection connection, DbTransaction? transaction, string sql, CancellationToken cancellationToken, params (string, object?)[] parameters)
-    {
-        if (pendingWrites is null || !ReferenceEquals(connection, pendingWrites.Connection))
-        {
-            return base.ExecuteAsync(connection, transaction, sql, cancellationToken, parameters);
-        }
-        pendingWrites.BatchCommands.Add(Statement(sql, parameters));
-        return Task.CompletedTask;
-    }
-
     /// <summary>
     /// Writes the batch and commits, in one round trip: each table's rows as one statement over arrays (the
     /// base class's columns and conflict clauses, with unnest instead of VALUES), then the rare single-row
@@ -184,15 +172,7 @@ public sealed partial class PostgresLedgerStore : RelationalStore
         await using var batch = new NpgsqlBatch(connection);
         batch.BatchCommands.Add(Statement("SET LOCAL plan_cache_mode TO DEFAULT"));
         foreach (var (table, rows) in RowsToWrite(changes)) batch.BatchCommands.Add(ArrayInsert(table, rows));
-        pendingWrites = batch;
-        try
-        {
-            await WriteUpdatesAsync(connection, null, UpdatesToWrite(changes), cancellationToken);
-        }
-        finally
-        {
-            pendingWrites = null;
-        }
+        foreach (var (sql, parameters) in UpdatesToWrite(changes)) batch.BatchCommands.Add(Statement(sql, parameters));
         batch.BatchCommands.Add(Statement("COMMIT"));
         await batch.ExecuteNonQueryAsync(cancellationToken);
     }

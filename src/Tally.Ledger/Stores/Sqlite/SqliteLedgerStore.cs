@@ -65,8 +65,17 @@ public sealed partial class SqliteLedgerStore : RelationalStore
 
     public string JournalPath { get; }
 
-    /// <summary>tally.db's checkpointer, for tests; null before the store is initialized.</summary>
-    internal WalCheckpointer? Checkpointer => checkpointer;
+    /// <summary>
+    /// Batches answered (journaled) and not yet written into the tables: what a read of the tables (usage, ledger)
+    /// may wait for. At most the projector's queue and the batches it is writing; 0 before the store is initialized.
+    /// </summary>
+    public long ProjectorLagBatches => projector is { } active ? Math.Max(0, Volatile.Read(ref journaledThrough) - active.ProjectedThrough) : 0;
+
+    /// <summary>Checkpoints of tally.db's log so far (zeros before the store is initialized).</summary>
+    public CheckpointCounts TablesCheckpoints => checkpointer?.Counts ?? default;
+
+    /// <summary>Checkpoints of the journal's log so far (zeros before the store is initialized).</summary>
+    public CheckpointCounts JournalCheckpoints => journalCheckpointer?.Counts ?? default;
 
     /// <summary>Returns once the tables hold every batch journaled so far (for tests that read the file directly).</summary>
     internal Task WaitForTablesAsync() => ActiveProjector.WaitForAsync(Volatile.Read(ref journaledThrough), CancellationToken.None);

@@ -4,6 +4,12 @@ using SQLitePCL;
 namespace Tally.Ledger.Stores.Sqlite;
 
 /// <summary>
+/// One log's checkpoints so far, for metrics: all that ran, those the writer ran itself because the log had reached
+/// its limit (each one a pause of the writer), and those SQLite refused (their pages wait for the next).
+/// </summary>
+public readonly record struct CheckpointCounts(long Completed, long ByWriter, long Failed);
+
+/// <summary>
 /// Copies the write-ahead log into the database file on its own connection and thread, so that the writer's
 /// commits do not wait for checkpoints. With SQLite's automatic checkpoints the committing writer copied about
 /// a thousand pages and synced the database file every few commits (14 ms on average on the bench machine), and
@@ -56,14 +62,14 @@ internal sealed class WalCheckpointer : IDisposable
         thread.Start();
     }
 
-    /// <summary>Checkpoints run by either side, for tests.</summary>
-    public long Checkpoints { get; private set; }
+    // Counted under the running lock, read by metrics and tests from other threads.
+    private long checkpoints;
+    private long writerCheckpoints;
+    private long failedCheckpoints;
 
-    /// <summary>Checkpoints the writer ran itself because the log had reached its limit.</summary>
-    public long WriterCheckpoints { get; private set; }
-
-    /// <summary>Checkpoints SQLite refused (busy or failed); their pages wait for the next one.</summary>
-    public long FailedCheckpoints { get; private set; }
+    /// <summary>The checkpoints so far: completed by either side, run by the writer, refused.</summary>
+    public CheckpointCounts Counts =>
+        new(Interlocked.Read(ref checkpoints), Interlocked.Read(ref writerCheckpoints), Interlocked.Read(ref failedCheckpoints));
 
     /// <summary>
     /// Called by the writer after each commit, on the write connection: counts the pages the commit appended to
@@ -77,7 +83,7 @@ internal sealed class WalCheckpointer : IDisposable
         {
             lock (running)
             {
-                WriterCheckpoints++;
+                Interlocked.Increment(ref writerCheckpoints);
                 // Copied entirely with no writer beside it: the writer's next transaction starts the log over. (If a
                 // reader prevents that, the background checkpoint's next report gives the real size again.)
                 if (Checkpoint(writeConnection) is var (log, copied)) Volatile.Write(ref reportedLogPages, log == copied ? 0 : log);
@@ -117,10 +123,10 @@ internal sealed class WalCheckpointer : IDisposable
         if (result != raw.SQLITE_OK)
         {
             Interlocked.Add(ref pagesSinceReport, counted);
-            FailedCheckpoints++;
+            Interlocked.Increment(ref failedCheckpoints);
             return null;
         }
-        Checkpoints++;
+        Interlocked.Increment(ref checkpoints);
         return (log, copied);
     }
 
