@@ -25,13 +25,32 @@ public sealed class RateLimiterTests
         clock.Advance(TimeSpan.FromMilliseconds(500));
         Assert.Equal(RatePerSecond / 2, Enumerable.Range(0, 100).Count(_ => limiter.TryTake(request)));
 
-        // Another credential has a bucket of its own; the three forms of a key are three credentials here.
+        // Another credential has a bucket of its own.
         Assert.True(limiter.TryTake(Request("Bearer sk_two")));
         Assert.False(limiter.TryTake(request));
 
         // A bucket refills to its burst, never past it.
         clock.Advance(TimeSpan.FromMinutes(5));
         Assert.Equal(2 * RatePerSecond, Enumerable.Range(0, 100).Count(_ => limiter.TryTake(request)));
+    }
+
+    [Fact]
+    public void OneKeyHasOneBucketWhicheverSpellingOrPublicPartItIsSentWith()
+    {
+        var clock = new TickClock();
+        var limiter = new CredentialRateLimiter(new TallyOptions { RateLimitPerSecond = RatePerSecond }, clock);
+        string[] spellings =
+        [
+            "Bearer pk_one:sk_one", "Bearer sk_one", "sk_one", "bearer   sk_one ", "Bearer pk_other:sk_one", "  sk_one",
+        ];
+
+        var taken = Enumerable.Range(0, 100).Count(index => limiter.TryTake(Request(spellings[index % spellings.Length])));
+
+        Assert.Equal(2 * RatePerSecond, taken);
+        Assert.Equal(1, limiter.BucketCount);
+        // Another secret, in the same spellings, is another key.
+        Assert.True(limiter.TryTake(Request("Bearer pk_one:sk_two")));
+        Assert.Equal(2, limiter.BucketCount);
     }
 
     [Fact]

@@ -106,6 +106,27 @@ public sealed class Credentials(LedgerEngine engine, OperatorKey operatorKey)
         if (values.Count == 0) return false;
         if (values.Count > 1) { missing = false; return false; }
         header = values[0] ?? "";
+        return TryReadToken(header, out token, out missing);
+    }
+
+    /// <summary>
+    /// The secret part of a credential header in any of its spellings (after the colon of `pk_…:sk_…`, the `Bearer `
+    /// scheme and white space left out), unchecked; false when the header cannot hold a credential. The rate limiter
+    /// counts by it, so that one key has one bucket however it is written.
+    /// </summary>
+    public static bool TryFindSecret(string header, out Range secret)
+    {
+        if (!TryReadToken(header, out secret, out _)) return false;
+        var (offset, length) = secret.GetOffsetAndLength(header.Length);
+        var colon = header.AsSpan(secret).LastIndexOf(':');
+        if (colon >= 0) secret = (offset + colon + 1)..(offset + length);
+        return true;
+    }
+
+    private static bool TryReadToken(string header, out Range token, out bool missing)
+    {
+        token = default;
+        missing = true;
         var text = header.AsSpan();
         int start = 0, end = text.Length;
         while (start < end && char.IsWhiteSpace(text[start])) start++;

@@ -5,8 +5,8 @@ using System.Text;
 namespace Tally.Hosting;
 
 /// <summary>
-/// One token bucket per credential (the Authorization header, or the client address without one, or with one
-/// longer than any credential): `RateLimitPerSecond` tokens a second, refilled continuously, bursts up to
+/// One token bucket per credential (the secret of the Authorization header in whichever spelling, or the client
+/// address without one, or with one longer than any credential): `RateLimitPerSecond` tokens a second, refilled continuously, bursts up to
 /// twice that, no queueing; a refused request gets `429` with `Retry-After: 1`.
 /// </summary>
 /// <remarks>
@@ -52,8 +52,10 @@ public sealed class CredentialRateLimiter
         var now = time.GetTimestamp();
         var authorization = context.Request.Headers.Authorization;
         var header = authorization.Count == 1 ? authorization[0] : null;
+        // By the secret alone: `Bearer pk_…:sk_…`, `Bearer sk_…` and `sk_…` are one key and share its bucket (else
+        // each spelling, or each public part sent with the same secret, would multiply the key's rate).
         var name = header is { Length: > 0 and <= Auth.Credentials.AuthorizationLengthMax }
-            ? NameOf(header)
+            ? NameOf(Auth.Credentials.TryFindSecret(header, out var secret) ? header.AsSpan(secret) : header)
             : NameOf(context.Connection.RemoteIpAddress);
         if (!buckets.TryGetValue(name, out var bucket))
         {
@@ -87,11 +89,11 @@ public sealed class CredentialRateLimiter
         }
     }
 
-    private static ulong NameOf(string header)
+    private static ulong NameOf(ReadOnlySpan<char> credential)
     {
         Span<byte> bytes = stackalloc byte[1 + Encoding.UTF8.GetMaxByteCount(Auth.Credentials.AuthorizationLengthMax)];
         bytes[0] = 1;
-        var length = 1 + Encoding.UTF8.GetBytes(header, bytes[1..]);
+        var length = 1 + Encoding.UTF8.GetBytes(credential, bytes[1..]);
         return Hash(bytes[..length]);
     }
 
