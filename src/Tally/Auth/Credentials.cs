@@ -50,16 +50,8 @@ public sealed class Credentials(LedgerEngine engine, OperatorKey operatorKey)
         {
             return (null, missing ? CredentialFailure.Missing : CredentialFailure.Malformed);
         }
-        Range? publicKey = null;
-        var secret = token;
-        var colon = header.AsSpan(token).IndexOf(':');
-        if (colon >= 0)
-        {
-            var (offset, length) = token.GetOffsetAndLength(header.Length);
-            publicKey = offset..(offset + colon);
-            secret = (offset + colon + 1)..(offset + length);
-            if (!IsKeyPart(header.AsSpan(publicKey.Value), "pk_")) return (null, CredentialFailure.Malformed);
-        }
+        var (publicKey, secret) = Split(header, token);
+        if (publicKey is { } given && !IsKeyPart(header.AsSpan(given), "pk_")) return (null, CredentialFailure.Malformed);
         if (!IsKeyPart(header.AsSpan(secret), "sk_")) return (null, CredentialFailure.Malformed);
         if (!engine.TryFindCachedKey(header.AsSpan(secret), out var key))
         {
@@ -116,11 +108,19 @@ public sealed class Credentials(LedgerEngine engine, OperatorKey operatorKey)
     /// </summary>
     public static bool TryFindSecret(string header, out Range secret)
     {
-        if (!TryReadToken(header, out secret, out _)) return false;
-        var (offset, length) = secret.GetOffsetAndLength(header.Length);
-        var colon = header.AsSpan(secret).LastIndexOf(':');
-        if (colon >= 0) secret = (offset + colon + 1)..(offset + length);
+        secret = default;
+        if (!TryReadToken(header, out var token, out _)) return false;
+        secret = Split(header, token).Secret;
         return true;
+    }
+
+    /// <summary>The public part (before the first colon, if there is one) and the secret of a credential.</summary>
+    private static (Range? PublicKey, Range Secret) Split(string header, Range token)
+    {
+        var colon = header.AsSpan(token).IndexOf(':');
+        if (colon < 0) return (null, token);
+        var (offset, length) = token.GetOffsetAndLength(header.Length);
+        return (offset..(offset + colon), (offset + colon + 1)..(offset + length));
     }
 
     private static bool TryReadToken(string header, out Range token, out bool missing)

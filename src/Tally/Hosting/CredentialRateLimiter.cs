@@ -6,8 +6,8 @@ namespace Tally.Hosting;
 
 /// <summary>
 /// One token bucket per credential (the secret of the Authorization header in whichever spelling, or the client
-/// address without one, or with one longer than any credential): `RateLimitPerSecond` tokens a second, refilled continuously, bursts up to
-/// twice that, no queueing; a refused request gets `429` with `Retry-After: 1`.
+/// address without one, or with one longer than any credential): `RateLimitPerSecond` tokens a second, refilled
+/// continuously, bursts up to twice that, no queueing; a refused request gets `429` with `Retry-After: 1`.
 /// </summary>
 /// <remarks>
 /// It replaces ASP.NET Core's partitioned token-bucket limiter, which cost about a tenth of a balance check's
