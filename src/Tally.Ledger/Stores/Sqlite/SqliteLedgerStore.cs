@@ -71,6 +71,9 @@ public sealed partial class SqliteLedgerStore : RelationalStore
     /// </summary>
     public long ProjectorLagBatches => projector is { } active ? Math.Max(0, Volatile.Read(ref journaledThrough) - active.ProjectedThrough) : 0;
 
+    /// <summary>tally.db's checkpointer, for tests; null before the store is initialized.</summary>
+    internal WalCheckpointer? Checkpointer => checkpointer;
+
     /// <summary>Checkpoints of tally.db's log so far (zeros before the store is initialized).</summary>
     public CheckpointCounts TablesCheckpoints => checkpointer?.Counts ?? default;
 

@@ -67,6 +67,15 @@ internal sealed class WalCheckpointer : IDisposable
     private long writerCheckpoints;
     private long failedCheckpoints;
 
+    // Written by the writer's thread only.
+    private long largestCommitPages;
+
+    /// <summary>
+    /// The most pages one commit appended to the log so far. The log file never holds more than the limit and one
+    /// such commit: the commit that reaches the limit is followed by the writer's checkpoint (tests check the bound).
+    /// </summary>
+    internal long LargestCommitPages => Volatile.Read(ref largestCommitPages);
+
     /// <summary>The checkpoints so far: completed by either side, run by the writer, refused.</summary>
     public CheckpointCounts Counts =>
         new(Interlocked.Read(ref checkpoints), Interlocked.Read(ref writerCheckpoints), Interlocked.Read(ref failedCheckpoints));
@@ -78,6 +87,7 @@ internal sealed class WalCheckpointer : IDisposable
     public void Committed(SqliteConnection writeConnection)
     {
         raw.sqlite3_db_status(writeConnection.Handle, raw.SQLITE_DBSTATUS_CACHE_WRITE, out var written, out _, 1);
+        if (written > largestCommitPages) Volatile.Write(ref largestCommitPages, written);
         var pending = Interlocked.Add(ref pagesSinceReport, written);
         if (Volatile.Read(ref reportedLogPages) + pending >= logPagesMax)
         {
