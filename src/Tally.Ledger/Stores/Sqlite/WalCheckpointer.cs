@@ -71,8 +71,9 @@ internal sealed class WalCheckpointer : IDisposable
     private long largestCommitPages;
 
     /// <summary>
-    /// The most pages one commit appended to the log so far. The log file never holds more than the limit and one
-    /// such commit: the commit that reaches the limit is followed by the writer's checkpoint (tests check the bound).
+    /// The most pages one commit appended to the log so far. While no reader holds the log, its file never holds more
+    /// than the limit and one such commit: the commit that reaches the limit is followed by the writer's checkpoint
+    /// (tests check the bound).
     /// </summary>
     internal long LargestCommitPages => Volatile.Read(ref largestCommitPages);
 
