@@ -172,6 +172,8 @@ internal sealed class HoldCommand(HoldRequest request)
 internal abstract class SettleCommand<T>(string organizationId, string holdId, string key, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type)
     : IdempotentCommand<T>(organizationId, key, type)
 {
+    protected override bool NeedsActiveOrganization => true;
+
     public override string HoldId => holdId;
 
     protected override Outcome<T> DecideFresh(OrganizationState state, DecisionContext context)
@@ -196,8 +198,6 @@ internal abstract class SettleCommand<T>(string organizationId, string holdId, s
 internal sealed class CaptureCommand(string organizationId, string holdId, long credits, string key)
     : SettleCommand<CaptureReceipt>(organizationId, holdId, key, LedgerJson.Default.CaptureReceipt)
 {
-    protected override bool NeedsActiveOrganization => true;
-
     protected override string Parameters => Spending.Join("capture", HoldId, credits);
 
     protected override LedgerError? Validate() => Spending.InvalidCredits(credits);
@@ -235,8 +235,6 @@ internal sealed class CaptureCommand(string organizationId, string holdId, long 
 internal sealed class ReleaseCommand(string organizationId, string holdId, string key)
     : SettleCommand<ReleaseReceipt>(organizationId, holdId, key, LedgerJson.Default.ReleaseReceipt)
 {
-    protected override bool NeedsActiveOrganization => true;
-
     protected override string Parameters => Spending.Join("release", HoldId);
 
     protected override Outcome<ReleaseReceipt> Settle(OrganizationState state, HoldState hold, DecisionContext context)
