@@ -111,6 +111,34 @@ public sealed class SqliteJournalTests : IDisposable
     }
 
     [Fact]
+    public async Task ABatchTheTablesRefuseIsNotHalfWrittenStopsTheStoreAndStaysInTheJournal()
+    {
+        var directory = Path.Combine(root, "live");
+        await using (var locked = await LockedTables.StartAsync(directory))
+        {
+            var (store, engine, organization) = (locked.Store, locked.Engine, locked.Organization);
+            // Answered from the journal while the projector waits for the lock; then another writer puts the same key
+            // into the tables, so that the projector's insert of the batch's key fails after its other rows.
+            var answered = LedgerHarness.Value(await engine.ConsumeAsync(new ConsumeRequest(organization, 1, "refused-key")));
+            locked.CommitWith("INSERT INTO idempotency_keys (organization_id, key, fingerprint, result, created_at) VALUES (@o, 'refused-key', 'x', '{}', 0)",
+                ("@o", organization));
+
+            // Reads of the tables and later batches fail, rather than answer from tables that lack an answered batch.
+            await Assert.ThrowsAsync<InvalidOperationException>(store.WaitForTablesAsync);
+            var later = await engine.ConsumeAsync(new ConsumeRequest(organization, 1, "after-refusal"));
+            Assert.Equal(ErrorCode.StoreFailure, later.Error?.Code);
+            // Nothing of the refused transaction is in the tables: not the consumption, nor its entry, written before the key.
+            Assert.Equal(0, SqliteFile.Scalar(store.DatabasePath, "SELECT COUNT(*) FROM consumptions"));
+            Assert.Equal(0, SqliteFile.Scalar(store.DatabasePath, "SELECT COUNT(*) FROM ledger_entries WHERE reference_id = @c", ("@c", answered.Id)));
+        }
+
+        // The journal keeps the batch, and the store will not serve until the tables take it.
+        await using var reopened = new LedgerEngine(new SqliteLedgerStore(directory), TimeProvider.System);
+        var refused = await Assert.ThrowsAsync<InvalidOperationException>(() => reopened.StartAsync());
+        Assert.Contains("the journal keeps them", refused.Message);
+    }
+
+    [Fact]
     public async Task AStoreWhoseJournalDoesNotContinueItsTablesRefusesToStart()
     {
         var directory = Path.Combine(root, "live");
@@ -201,6 +229,13 @@ public sealed class SqliteJournalTests : IDisposable
         }
 
         public void Unlock() => SqliteFile.Execute(blocker, "ROLLBACK");
+
+        /// <summary>Runs a statement in the blocking connection's transaction and commits it, which ends the lock too.</summary>
+        public void CommitWith(string sql, params (string Name, object Value)[] parameters)
+        {
+            SqliteFile.Execute(blocker, sql, parameters);
+            SqliteFile.Execute(blocker, "COMMIT");
+        }
 
         public async ValueTask DisposeAsync()
         {
