@@ -26,7 +26,8 @@ public static class EngineThroughput
                 organizations[index] = organization.Id;
             });
             long commits = 0, commands = 0;
-            engine.BatchCompleted += report => { commits++; commands += report.Commands; };
+            // Batches are answered on the journal's thread as well as the writer's, so the counts are taken atomically.
+            engine.BatchCompleted += report => { Interlocked.Increment(ref commits); Interlocked.Add(ref commands, report.Commands); };
             var stopwatch = Stopwatch.StartNew();
             long completed = 0;
             var callerTasks = Enumerable.Range(0, callers).Select(async caller =>

@@ -243,21 +243,30 @@ public sealed class LedgerEngine : IAsyncDisposable
         return command.Outcome;
     }
 
+    /// <summary>
+    /// Takes batches one after another. A store may return from a commit while it is still syncing (SQLite): the
+    /// next batch is then looked up and decided meanwhile, and the previous batch's waiters are answered by
+    /// <see cref="AnswerWhenDurableAsync"/> once it is durable. The last batch is answered before the loop ends.
+    /// </summary>
     private async Task WriteLoopAsync()
     {
-        var batch = new List<LedgerCommand>(options.BatchSizeMax);
+        var answered = Task.CompletedTask;
         while (await queue.Reader.WaitToReadAsync())
         {
-            batch.Clear();
+            // A new list each time: the previous one may still be waiting for its answers.
+            var batch = new List<LedgerCommand>(Math.Min(options.BatchSizeMax, queue.Reader.Count));
             while (batch.Count < options.BatchSizeMax && queue.Reader.TryRead(out var command)) batch.Add(command);
             Interlocked.Add(ref queued, -batch.Count);
-            await ProcessBatchAsync(batch);
+            answered = await ProcessBatchAsync(batch);
         }
+        await answered;
     }
 
-    private async Task ProcessBatchAsync(List<LedgerCommand> batch)
+    /// <summary>Decides and commits one batch; returns the task that answers its waiters once it is durable.</summary>
+    private async Task<Task> ProcessBatchAsync(List<LedgerCommand> batch)
     {
         var started = Stopwatch.GetTimestamp();
+        Task durable;
         try
         {
             var organizationIds = batch.Select(command => command.OrganizationId).OfType<string>()
@@ -265,20 +274,41 @@ public sealed class LedgerEngine : IAsyncDisposable
             await using var transaction = await store.BeginBatchAsync(organizationIds, LookupRequest(batch), CancellationToken.None);
             var context = new DecisionContext(WholeMilliseconds(time.GetUtcNow()), transaction.Organizations, transaction.Lookups);
             foreach (var command in batch) command.Decide(context);
-            await transaction.CommitAsync(context.Changes, CancellationToken.None);
+            durable = await transaction.CommitAsync(context.Changes, CancellationToken.None);
         }
         catch (Exception exception)
         {
-            // A failed commit (disk full, I/O error, lost connection) fails the whole batch; nothing of it was
-            // published, so memory still matches what is on disk and the next batch starts clean.
-            var error = new LedgerError(ErrorCode.StoreFailure, "The change could not be stored durably; nothing was applied. Retry with the same idempotency key.");
-            foreach (var command in batch) command.Fail(error);
-            BatchCompleted?.Invoke(new BatchReport(batch.Count, Stopwatch.GetElapsedTime(started).TotalMilliseconds, false));
-            LastFailure = exception;
+            Fail(batch, started, exception);
+            return Task.CompletedTask;
+        }
+        return AnswerWhenDurableAsync(batch, durable, started);
+    }
+
+    private async Task AnswerWhenDurableAsync(List<LedgerCommand> batch, Task durable, long started)
+    {
+        try
+        {
+            await durable;
+        }
+        catch (Exception exception)
+        {
+            Fail(batch, started, exception);
             return;
         }
         foreach (var command in batch) command.Complete();
         BatchCompleted?.Invoke(new BatchReport(batch.Count, Stopwatch.GetElapsedTime(started).TotalMilliseconds, true));
+    }
+
+    /// <summary>
+    /// A failed commit (disk full, I/O error, lost connection) fails the whole batch; nothing of it was published, so
+    /// memory still matches what is on disk, and the next batch not decided on it starts clean.
+    /// </summary>
+    private void Fail(List<LedgerCommand> batch, long started, Exception exception)
+    {
+        var error = new LedgerError(ErrorCode.StoreFailure, "The change could not be stored durably; nothing was applied. Retry with the same idempotency key.");
+        foreach (var command in batch) command.Fail(error);
+        BatchCompleted?.Invoke(new BatchReport(batch.Count, Stopwatch.GetElapsedTime(started).TotalMilliseconds, false));
+        LastFailure = exception;
     }
 
     /// <summary>The last store failure, for logs and readiness.</summary>

@@ -56,6 +56,11 @@ public interface IBatchTransaction : IAsyncDisposable
 
     BatchLookups Lookups { get; }
 
-    /// <summary>Writes the batch and commits durably; only after this returns may any waiter be answered.</summary>
-    Task CommitAsync(BatchChanges changes, CancellationToken cancellationToken);
+    /// <summary>
+    /// Writes the batch and commits it. Returns once the writer may begin its next batch, whose decisions may build
+    /// on this one's changes; the task it returns completes once this batch is durable, and only then may any of its
+    /// waiters be answered. A store that returns before that (SQLite, while its journal syncs) fails the commit of
+    /// every batch begun before the task failed, since those were decided on this batch's changes.
+    /// </summary>
+    Task<Task> CommitAsync(BatchChanges changes, CancellationToken cancellationToken);
 }

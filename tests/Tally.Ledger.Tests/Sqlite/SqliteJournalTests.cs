@@ -139,6 +139,70 @@ public sealed class SqliteJournalTests : IDisposable
     }
 
     [Fact]
+    public async Task ABatchDecidedWhileTheOneBeforeIsBeingJournaledIsDecidedOnTopOfIt()
+    {
+        await using var engine = new LedgerEngine(new SqliteLedgerStore(Path.Combine(root, "live")), TimeProvider.System);
+        await engine.StartAsync();
+        var store = (SqliteLedgerStore)engine.Store;
+        var organization = LedgerHarness.Value(await engine.CreateOrganizationAsync("journal")).Id;
+        LedgerHarness.Value(await engine.PutSubscriptionAsync(organization, new SubscriptionRequest("small", 1_000, PeriodKind.Year)));
+
+        // Another connection holds the journal's write lock, so the first batch's journal commit waits for it.
+        using var blocker = SqliteFile.Open(store.JournalPath);
+        SqliteFile.Execute(blocker, "BEGIN IMMEDIATE");
+        var first = engine.ConsumeAsync(new ConsumeRequest(organization, 600, "first"));
+        await Task.Delay(TimeSpan.FromMilliseconds(300));
+        // Decided meanwhile: 600 more credits would overspend what the first batch left, and the first key is a replay.
+        var second = engine.ConsumeAsync(new ConsumeRequest(organization, 600, "second"));
+        var retry = engine.ConsumeAsync(new ConsumeRequest(organization, 600, "first"));
+        await Task.Delay(TimeSpan.FromMilliseconds(300));
+        Assert.False(first.IsCompleted, "answered before its journal commit");
+        SqliteFile.Execute(blocker, "ROLLBACK");
+
+        var consumed = LedgerHarness.Value(await first);
+        Assert.Equal(400, consumed.Remaining);
+        Assert.Equal(ErrorCode.InsufficientCredits, (await second).Error?.Code);
+        Assert.True((await retry).Replayed);
+        Assert.Equal(consumed.Id, (await retry).Value!.Id);
+        Assert.Equal(600, LedgerHarness.Value(await engine.GetBalanceAsync(organization)).Used);
+        await AssertVerifiesAsync(engine);
+    }
+
+    [Fact]
+    public async Task WhenABatchFailsToBeJournaledTheBatchDecidedOnItFailsTooAndNeitherLeavesAnything()
+    {
+        await using var engine = new LedgerEngine(new SqliteLedgerStore(Path.Combine(root, "live")), TimeProvider.System);
+        await engine.StartAsync();
+        var store = (SqliteLedgerStore)engine.Store;
+        var organization = LedgerHarness.Value(await engine.CreateOrganizationAsync("journal")).Id;
+        LedgerHarness.Value(await engine.PutSubscriptionAsync(organization, new SubscriptionRequest("small", 1_000, PeriodKind.Year)));
+
+        // The journal refuses the one batch whose rows hold the key "poison-key"; its commit waits for another
+        // connection's lock meanwhile, so that the next batch is decided on top of it.
+        SqliteFile.Execute(store.JournalPath, """
+            CREATE TRIGGER poison BEFORE INSERT ON batches WHEN instr(NEW.changes, CAST('poison-key' AS BLOB)) > 0
+            BEGIN SELECT RAISE(ABORT, 'refused by the test'); END
+            """);
+        using var blocker = SqliteFile.Open(store.JournalPath);
+        SqliteFile.Execute(blocker, "BEGIN IMMEDIATE");
+        var poisoned = engine.ConsumeAsync(new ConsumeRequest(organization, 600, "poison-key"));
+        await Task.Delay(TimeSpan.FromMilliseconds(300));
+        var decidedOnIt = engine.ConsumeAsync(new ConsumeRequest(organization, 300, "after-poison"));
+        await Task.Delay(TimeSpan.FromMilliseconds(300));
+        SqliteFile.Execute(blocker, "ROLLBACK");
+
+        Assert.Equal(ErrorCode.StoreFailure, (await poisoned).Error?.Code);
+        // Journaled alone it would pass the trigger, with 100 credits left by a consumption that never happened.
+        Assert.Equal(ErrorCode.StoreFailure, (await decidedOnIt).Error?.Code);
+        Assert.Equal(0, LedgerHarness.Value(await engine.GetBalanceAsync(organization)).Used);
+        // Their keys were not kept either: the same request now makes a new consumption, on the whole balance.
+        var retried = await engine.ConsumeAsync(new ConsumeRequest(organization, 300, "after-poison"));
+        Assert.False(retried.Replayed);
+        Assert.Equal(700, LedgerHarness.Value(retried).Remaining);
+        await AssertVerifiesAsync(engine);
+    }
+
+    [Fact]
     public async Task AStoreWhoseJournalDoesNotContinueItsTablesRefusesToStart()
     {
         var directory = Path.Combine(root, "live");

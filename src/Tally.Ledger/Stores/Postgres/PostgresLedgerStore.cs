@@ -266,10 +266,12 @@ public sealed partial class PostgresLedgerStore : RelationalStore
 
         public BatchLookups Lookups => lookups;
 
-        public async Task CommitAsync(BatchChanges changes, CancellationToken cancellationToken)
+        /// <summary>Returns once the batch is committed: a node decides its next batch on what the database holds.</summary>
+        public async Task<Task> CommitAsync(BatchChanges changes, CancellationToken cancellationToken)
         {
             await store.WriteAndCommitAsync(connection, changes, cancellationToken);
             finished = true;
+            return Task.CompletedTask;
         }
 
         public async ValueTask DisposeAsync()

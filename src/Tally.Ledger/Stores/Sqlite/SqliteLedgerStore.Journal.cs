@@ -560,11 +560,14 @@ public sealed partial class SqliteLedgerStore
             if (entries.TryGetValue(key, out var entry) && entry.Sequence == sequence) entries.Remove(key);
         }
 
-        /// <summary>What the request names that is pending, and in <paramref name="notPending"/> the rest, for the tables.</summary>
-        public BatchLookups Find(BatchLookupRequest request, out BatchLookupRequest notPending)
+        /// <summary>
+        /// What the request names that is pending, and in <paramref name="notPending"/> the rest, for the tables. The
+        /// batch still being journaled, if given, is newer than every pending one, so it is asked first.
+        /// </summary>
+        public BatchLookups Find(BatchLookupRequest request, BatchChanges? journaling, out BatchLookupRequest notPending)
         {
             var found = new BatchLookups();
-            if (batches.Count == 0)
+            if (batches.Count == 0 && journaling is null)
             {
                 notPending = request;
                 return found;
@@ -572,20 +575,23 @@ public sealed partial class SqliteLedgerStore
             var keys = new List<(string, string)>();
             foreach (var key in request.IdempotencyKeys)
             {
-                if (idempotency.TryGetValue(key, out var entry)) found.Idempotency[key] = entry.Record;
+                var record = journaling?.Idempotency.GetValueOrDefault(key) ?? (idempotency.TryGetValue(key, out var entry) ? entry.Record : null);
+                if (record is not null) found.Idempotency[key] = record;
                 else keys.Add(key);
             }
             var consumptionIds = new List<(string, string)>();
             foreach (var (organizationId, id) in request.Consumptions)
             {
+                var record = journaling?.Consumptions.GetValueOrDefault(id) ?? (consumptions.TryGetValue(id, out var entry) ? entry.Record : null);
                 // A copy: the writer changes the refunded total of the record it is given.
-                if (consumptions.TryGetValue(id, out var entry) && entry.Record.OrganizationId == organizationId) found.Consumptions[id] = entry.Record.Copy();
+                if (record?.OrganizationId == organizationId) found.Consumptions[id] = record.Copy();
                 else consumptionIds.Add((organizationId, id));
             }
             var holdIds = new List<(string, string)>();
             foreach (var (organizationId, id) in request.Holds)
             {
-                if (holds.TryGetValue(id, out var entry) && entry.Row.OrganizationId == organizationId) found.Holds[id] = entry.Row;
+                var row = journaling?.Holds.GetValueOrDefault(id) ?? (holds.TryGetValue(id, out var entry) ? entry.Row : null);
+                if (row?.OrganizationId == organizationId) found.Holds[id] = row;
                 else holdIds.Add((organizationId, id));
             }
             notPending = request with { IdempotencyKeys = keys, Consumptions = consumptionIds, Holds = holdIds };

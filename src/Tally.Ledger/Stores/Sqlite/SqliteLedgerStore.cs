@@ -269,6 +269,11 @@ public sealed partial class SqliteLedgerStore : RelationalStore
     {
         // Forget what the tables hold now; what remains pending is newer than anything the reads below can miss.
         pending.Forget(ActiveProjector.ProjectedThrough);
+        // The batch journaled meanwhile joins the pending ones. One that failed is dropped: its waiters were failed,
+        // and a batch decided on it since failed too, so nothing decided on it remains.
+        if (journaling is { Journaled.IsCompleted: true }) await SettleJournalingAsync(throwIfFailed: false);
+        // Still being journaled, it is the newest state: this batch is decided on it, and fails if it does.
+        var deciding = journaling?.Changes;
         var connection = LookupConnection;
         // No transaction: an organization not in memory has had no batch since the store started, so the tables
         // hold all of it and nothing changes it meanwhile; and a record not pending was in the tables before the
@@ -276,10 +281,11 @@ public sealed partial class SqliteLedgerStore : RelationalStore
         var organizations = new Dictionary<string, OrganizationState>(sortedOrganizationIds.Count, StringComparer.Ordinal);
         foreach (var id in sortedOrganizationIds)
         {
-            var state = committed.GetValueOrDefault(id) ?? await LoadOrganizationAsync(connection, null, id, cancellationToken);
+            var state = deciding?.Organizations.GetValueOrDefault(id) ?? committed.GetValueOrDefault(id)
+                ?? await LoadOrganizationAsync(connection, null, id, cancellationToken);
             if (state is not null) organizations[id] = state;
         }
-        var found = pending.Find(lookups, out var notPending);
+        var found = pending.Find(lookups, deciding, out var notPending);
         var stored = await LookupAsync(connection, null, notPending, cancellationToken);
         foreach (var (key, record) in stored.Idempotency) found.Idempotency[key] = record;
         foreach (var (id, consumption) in stored.Consumptions) found.Consumptions[id] = consumption;
@@ -391,6 +397,53 @@ public sealed partial class SqliteLedgerStore : RelationalStore
     private Projector ActiveProjector => projector ?? throw NotInitialized();
     private static InvalidOperationException NotInitialized() => new("The store is not initialized.");
 
+    /// <summary>The batch whose journal commit may still be under way, and its sequence number once it is durable.</summary>
+    private sealed record JournalingBatch(BatchChanges Changes, Task<long> Journaled);
+
+    /// <summary>Set and settled by the writer alone, between its batches.</summary>
+    private JournalingBatch? journaling;
+
+    /// <summary>
+    /// Waits for the batch being journaled, if any; once durable, its records join the pending ones. If it failed,
+    /// nothing of it remains in memory, and with <paramref name="throwIfFailed"/> the failure is passed on to the
+    /// batch decided on it.
+    /// </summary>
+    private async Task SettleJournalingAsync(bool throwIfFailed)
+    {
+        if (journaling is not { } previous) return;
+        journaling = null;
+        long sequence;
+        try
+        {
+            sequence = await previous.Journaled;
+        }
+        catch (Exception error) when (throwIfFailed)
+        {
+            throw new InvalidOperationException("The batch this one was decided on could not be stored durably.", error);
+        }
+        catch (Exception)
+        {
+            return;
+        }
+        pending.Add(sequence, previous.Changes);
+    }
+
+    /// <summary>
+    /// The journal's side of a commit, one batch at a time in the writer's order: appends the batch durably, then
+    /// publishes its organizations' state (readers never see a state that is not durable) and hands its rows to the
+    /// projector, waiting while the projector is the most batches behind that it may be (its queue's limit). If the
+    /// projector stopped meanwhile, the journal keeps the batch for the next start, and reads of the tables fail.
+    /// </summary>
+    private async Task<long> JournalAsync(byte[] encoded, List<(TableWrite Table, List<object?[]> Rows)> rows,
+        List<(string Sql, (string Name, object? Value)[] Parameters)> updates, BatchChanges changes, CancellationToken cancellationToken)
+    {
+        var sequence = Journal(encoded);
+        foreach (var (id, state) in changes.Organizations) committed[id] = state;
+        await ActiveProjector.TryEnqueueAsync(new JournaledBatch(sequence, rows, updates), cancellationToken);
+        journalCheckpointer?.Committed(JournalConnection);
+        return sequence;
+    }
+
     /// <summary>
     /// Appends one batch to the journal and commits it durably, with the deletion of the rows the tables now hold
     /// durably in the same transaction; returns the batch's sequence number. The statements are prepared once.
@@ -458,21 +511,22 @@ public sealed partial class SqliteLedgerStore : RelationalStore
 
         public BatchLookups Lookups => lookups;
 
-        public async Task CommitAsync(BatchChanges changes, CancellationToken cancellationToken)
+        /// <summary>
+        /// Encodes the batch, waits for the batch before it to be durable (the journal is written in order, and this
+        /// batch was decided on that one: if it failed, this one fails here), and starts the journal's commit of this
+        /// one on another thread, so that the writer decides its next batch while the journal syncs.
+        /// </summary>
+        public async Task<Task> CommitAsync(BatchChanges changes, CancellationToken cancellationToken)
         {
             var projector = store.ActiveProjector;
             // A stopped projector fails the batch before anything is written, so that its callers' failure is true.
             projector.ThrowIfStopped();
             var (rows, updates) = (RowsToWrite(changes), UpdatesToWrite(changes));
-            var sequence = store.Journal(JournaledBatch.Encode(rows, updates));
-            // From here on the batch is durable and is answered as done, whatever follows. Published only now that
-            // the journal's commit is durable: readers never see uncommitted state.
-            foreach (var (id, state) in changes.Organizations) store.committed[id] = state;
-            store.pending.Add(sequence, changes);
-            // Waits while the projector is the most batches behind that it may be (its queue's limit). If it stopped
-            // meanwhile, the journal keeps the batch for the next start, and reads of the tables fail until then.
-            await projector.TryEnqueueAsync(new JournaledBatch(sequence, rows, updates), cancellationToken);
-            store.journalCheckpointer?.Committed(store.JournalConnection);
+            var encoded = JournaledBatch.Encode(rows, updates);
+            await store.SettleJournalingAsync(throwIfFailed: true);
+            var journaled = Task.Run(() => store.JournalAsync(encoded, rows, updates, changes, cancellationToken), CancellationToken.None);
+            store.journaling = new JournalingBatch(changes, journaled);
+            return journaled;
         }
 
         public ValueTask DisposeAsync() => ValueTask.CompletedTask;
