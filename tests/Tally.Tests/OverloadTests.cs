@@ -163,7 +163,7 @@ public sealed class OverloadTests(ITestOutputHelper output)
 
 /// <summary>
 /// A server whose writer takes one command per batch and queues at most eight, so a stuck writer's queue is
-/// full after nine requests instead of 32,768.
+/// full after ten requests (two in the writer) instead of 32,768.
 /// </summary>
 public sealed class SmallQueueServerFixture : TallyServerFixture
 {
@@ -186,8 +186,11 @@ public sealed class WriterQueueTests(SmallQueueServerFixture server, ITestOutput
     /// <summary>How long to wait for the refusals; well under the 30 s the stuck writer waits for the lock before failing.</summary>
     private static readonly TimeSpan RefusalsTimeout = TimeSpan.FromSeconds(20);
 
-    /// <summary>Time for the first command to reach the writer before the others are sent.</summary>
+    /// <summary>Time for each of the first commands to reach the writer before the next is sent.</summary>
     private static readonly TimeSpan FirstCommandWait = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>Commands out of the queue while the journal is stuck: the batch being journaled, and the next one, decided.</summary>
+    private const int WriterHolds = 2;
 
     [Fact]
     public async Task WithTheWriterStuckAndItsQueueFullConsumptionsAreRefusedAtOnceWith503AndWhatWasQueuedCommitsAfterwards()
@@ -198,15 +201,20 @@ public sealed class WriterQueueTests(SmallQueueServerFixture server, ITestOutput
         await blocker.OpenAsync();
         await ExecuteAsync(blocker, "BEGIN IMMEDIATE");
 
-        // The first command goes alone, so that the writer (batches of one here) takes it before the others arrive
-        // and sticks there; QueueCapacity then wait behind it, and every other one must be refused at once. (Sent
-        // together, the others could fill the queue before the writer took the first, and one more was refused.)
+        // The first two commands go alone, so that the writer (batches of one here) takes them before the others
+        // arrive: it sticks on the first one's journal commit, and decides the second meanwhile, which then waits for
+        // the first. QueueCapacity then wait behind them, and every other one must be refused at once. (Sent together,
+        // the others could fill the queue before the writer took the first two, and more were refused.)
         var engine = server.Services.GetRequiredService<LedgerEngine>();
-        var requests = new List<Task<Reply>> { server.ConsumeAsync(organization.Key, idempotencyKey: "queued-0") };
-        await Task.Delay(FirstCommandWait);
-        requests.AddRange(Enumerable.Range(1, Attempts - 1).Select(index => server.ConsumeAsync(organization.Key, idempotencyKey: $"queued-{index}")));
+        var requests = new List<Task<Reply>>();
+        foreach (var index in (int[])[0, 1])
+        {
+            requests.Add(server.ConsumeAsync(organization.Key, idempotencyKey: $"queued-{index}"));
+            await Task.Delay(FirstCommandWait);
+        }
+        requests.AddRange(Enumerable.Range(2, Attempts - 2).Select(index => server.ConsumeAsync(organization.Key, idempotencyKey: $"queued-{index}")));
         var deadline = Stopwatch.StartNew();
-        var refusedCount = Attempts - 1 - SmallQueueServerFixture.QueueCapacity;
+        var refusedCount = Attempts - WriterHolds - SmallQueueServerFixture.QueueCapacity;
         while (requests.Count(request => request.IsCompleted) < refusedCount && deadline.Elapsed < RefusalsTimeout) await Task.Delay(20);
         Assert.True(deadline.Elapsed < RefusalsTimeout, "the refusals did not come while the writer was stuck");
         var answeredWhileStuck = requests.Where(request => request.IsCompleted).Select(request => request.Result).ToList();
@@ -223,7 +231,7 @@ public sealed class WriterQueueTests(SmallQueueServerFixture server, ITestOutput
         });
         Assert.Equal(SmallQueueServerFixture.QueueCapacity, queueDepth);
         var created = replies.Count(reply => reply.Status == HttpStatusCode.Created);
-        Assert.Equal(1 + SmallQueueServerFixture.QueueCapacity, created);
+        Assert.Equal(WriterHolds + SmallQueueServerFixture.QueueCapacity, created);
         Assert.Equal(Attempts, created + replies.Count(reply => reply.Status == HttpStatusCode.ServiceUnavailable));
         Assert.Equal(1 + created, (await server.SnapshotAsync(organization.Id)).Used);
         // A refusal is not remembered: the same key later creates the consumption (201, not a replay).

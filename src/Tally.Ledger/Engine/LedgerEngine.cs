@@ -31,6 +31,7 @@ public readonly record struct BatchReport(int Commands, double CommitMillisecond
 /// The single writer with group commit. Callers submit commands and await them; one loop drains what is
 /// queued, decides each in arrival order against in-memory state, writes the batch in one transaction,
 /// commits once, and only then answers every waiter. There is no timer: an idle engine waits on the queue.
+/// On the embedded store the loop decides the next batch while the journal syncs the one before.
 /// </summary>
 public sealed class LedgerEngine : IAsyncDisposable
 {
