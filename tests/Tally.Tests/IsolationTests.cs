@@ -1,6 +1,7 @@
 using System.Net;
 using System.Security.Cryptography;
 using System.Text;
+using Tally.Ledger.Stores.Sqlite;
 using Tally.Tests.Infrastructure;
 using Xunit.Abstractions;
 
@@ -319,10 +320,16 @@ public sealed class IsolationTests(TallyProcess tally, ITestOutputHelper output)
         Assert.Equal(HttpStatusCode.Unauthorized, doubled.Status);
     }
 
-    /// <summary>The store's files as they are now: tally.db and, while it runs, its -wal and -shm files.</summary>
+    /// <summary>
+    /// The store's files as they are now: tally.db and, while it runs, its -wal and -shm files, and the journal's.
+    /// The lock file, which the running server holds locked, is empty: checked by its length, since it cannot be read.
+    /// </summary>
     private static List<(string Name, byte[] Bytes)> ReadDataFiles(TallyProcess process)
     {
-        var files = Directory.GetFiles(process.DataDirectory).Select(path => (Path.GetFileName(path), File.ReadAllBytes(path))).ToList();
+        var paths = Directory.GetFiles(process.DataDirectory);
+        var locks = paths.Where(path => Path.GetFileName(path) == SqliteLedgerStore.LockFileName).ToList();
+        Assert.All(locks, path => Assert.Equal(0, new FileInfo(path).Length));
+        var files = paths.Except(locks).Select(path => (Path.GetFileName(path), File.ReadAllBytes(path))).ToList();
         Assert.Contains(files, file => file.Item1 == "tally.db");
         return files;
     }

@@ -203,6 +203,31 @@ public sealed class SqliteJournalTests : IDisposable
     }
 
     [Fact]
+    public async Task ASecondStoreOnTheSameFolderRefusesToStartAndTheFirstGoesOnUntouched()
+    {
+        var directory = Path.Combine(root, "live");
+        var first = new LedgerEngine(new SqliteLedgerStore(directory), TimeProvider.System);
+        await first.StartAsync();
+        var organization = LedgerHarness.Value(await first.CreateOrganizationAsync("journal")).Id;
+        LedgerHarness.Value(await first.PutSubscriptionAsync(organization, new SubscriptionRequest("small", 1_000, PeriodKind.Year)));
+        LedgerHarness.Value(await first.ConsumeAsync(new ConsumeRequest(organization, 1, "before-second")));
+
+        await using (var second = new LedgerEngine(new SqliteLedgerStore(directory), TimeProvider.System))
+        {
+            var refused = await Assert.ThrowsAsync<InvalidOperationException>(() => second.StartAsync());
+            Assert.Contains("Another Tally store is open", refused.Message);
+        }
+        LedgerHarness.Value(await first.ConsumeAsync(new ConsumeRequest(organization, 1, "after-second")));
+        await AssertVerifiesAsync(first);
+        await first.DisposeAsync();
+
+        // Stopped, the first one leaves the folder to the next.
+        await using var next = new LedgerEngine(new SqliteLedgerStore(directory), TimeProvider.System);
+        await next.StartAsync();
+        Assert.Equal(2, LedgerHarness.Value(await next.GetBalanceAsync(organization)).Used);
+    }
+
+    [Fact]
     public async Task AStoreWhoseJournalDoesNotContinueItsTablesRefusesToStart()
     {
         var directory = Path.Combine(root, "live");
@@ -258,11 +283,15 @@ public sealed class SqliteJournalTests : IDisposable
         Assert.True(report.Clean, string.Join("; ", report.Differences));
     }
 
-    /// <summary>The store's files as a crash would leave them, without the shared-memory indexes (rebuilt from the logs on open).</summary>
+    /// <summary>
+    /// The store's files as a crash would leave them, without the shared-memory indexes (rebuilt from the logs on open)
+    /// and the lock file (held by the running store; a crash leaves nothing locked, and the next start creates it).
+    /// </summary>
     private static Task CopyAsACrashWouldLeaveIt(string directory, string copy)
     {
         Directory.CreateDirectory(copy);
-        foreach (var file in Directory.GetFiles(directory).Where(file => !file.EndsWith("-shm", StringComparison.Ordinal)))
+        foreach (var file in Directory.GetFiles(directory).Where(file =>
+            !file.EndsWith("-shm", StringComparison.Ordinal) && Path.GetFileName(file) != SqliteLedgerStore.LockFileName))
         {
             File.Copy(file, Path.Combine(copy, Path.GetFileName(file)));
         }

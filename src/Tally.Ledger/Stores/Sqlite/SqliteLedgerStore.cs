@@ -25,6 +25,9 @@ public sealed partial class SqliteLedgerStore : RelationalStore
     /// <summary>The journal of batches answered but perhaps not yet written into tally.db's tables.</summary>
     public const string JournalFileName = "tally-journal.db";
 
+    /// <summary>The file a running store holds locked, so that a second one refuses the folder (see <see cref="LockFolder"/>).</summary>
+    public const string LockFileName = "tally.lock";
+
     /// <summary>The setting, in tally.db, that holds the sequence number of the last batch its tables contain.</summary>
     private const string ProjectedSetting = "journal_projected_through";
 
@@ -34,6 +37,7 @@ public sealed partial class SqliteLedgerStore : RelationalStore
     private readonly Dictionary<string, SqliteCommand> prepared = new(StringComparer.Ordinal);
     private readonly PendingBatches pending = new();
     private readonly int logPagesMax;
+    private FileStream? folderLock;
     private SqliteConnection? lookupConnection;
     private SqliteConnection? journalConnection;
     private WalCheckpointer? checkpointer;
@@ -103,9 +107,39 @@ public sealed partial class SqliteLedgerStore : RelationalStore
     /// </summary>
     private const int JournalLogPagesMax = 4_096;
 
+    /// <summary>
+    /// Takes the data folder for this store alone. A second process serving the same folder would write the journal
+    /// into the tables and forget it while the first still answers from its memory (seen: the first one's projector
+    /// then met keys already written, and stopped, and the journal had lost batches the tables lacked). The lock is
+    /// the operating system's (flock), so it ends with the process, however that ends. `tally backup` only reads.
+    /// </summary>
+    private void LockFolder()
+    {
+        var path = Path.Combine(Path.GetDirectoryName(DatabasePath)!, LockFileName);
+        try
+        {
+            folderLock = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException error)
+        {
+            throw new InvalidOperationException(
+                $"Another Tally store is open on {Path.GetDirectoryName(DatabasePath)} (it holds {path}); stop it, or use another data folder.", error);
+        }
+    }
+
     public override async Task InitializeAsync(CancellationToken cancellationToken)
     {
-        var tables = await OpenAsync(connectionString, WriteCacheKibibytes, cancellationToken);
+        LockFolder();
+        SqliteConnection tables;
+        try
+        {
+            tables = await OpenAsync(connectionString, WriteCacheKibibytes, cancellationToken);
+        }
+        catch
+        {
+            ReleaseFolder();
+            throw;
+        }
         TableWriter? tableWriter = null;
         try
         {
@@ -153,8 +187,15 @@ public sealed partial class SqliteLedgerStore : RelationalStore
             lookupConnection = null;
             journalConnection?.Dispose();
             journalConnection = null;
+            ReleaseFolder();
             throw;
         }
+    }
+
+    private void ReleaseFolder()
+    {
+        folderLock?.Dispose();
+        folderLock = null;
     }
 
     /// <summary>
@@ -390,6 +431,7 @@ public sealed partial class SqliteLedgerStore : RelationalStore
         if (journalConnection is not null) await journalConnection.DisposeAsync();
         journalConnection = null;
         SqliteConnection.ClearAllPools();
+        ReleaseFolder();
     }
 
     private SqliteConnection LookupConnection => lookupConnection ?? throw NotInitialized();
