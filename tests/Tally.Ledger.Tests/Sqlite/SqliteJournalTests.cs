@@ -141,11 +141,8 @@ public sealed class SqliteJournalTests : IDisposable
     [Fact]
     public async Task ABatchDecidedWhileTheOneBeforeIsBeingJournaledIsDecidedOnTopOfIt()
     {
-        await using var engine = new LedgerEngine(new SqliteLedgerStore(Path.Combine(root, "live")), TimeProvider.System);
-        await engine.StartAsync();
-        var store = (SqliteLedgerStore)engine.Store;
-        var organization = LedgerHarness.Value(await engine.CreateOrganizationAsync("journal")).Id;
-        LedgerHarness.Value(await engine.PutSubscriptionAsync(organization, new SubscriptionRequest("small", 1_000, PeriodKind.Year)));
+        var (engine, store, organization) = await StartWithOrganizationAsync(Path.Combine(root, "live"));
+        await using var stopped = engine;
 
         // Another connection holds the journal's write lock, so the first batch's journal commit waits for it.
         using var blocker = SqliteFile.Open(store.JournalPath);
@@ -171,11 +168,8 @@ public sealed class SqliteJournalTests : IDisposable
     [Fact]
     public async Task WhenABatchFailsToBeJournaledTheBatchDecidedOnItFailsTooAndNeitherLeavesAnything()
     {
-        await using var engine = new LedgerEngine(new SqliteLedgerStore(Path.Combine(root, "live")), TimeProvider.System);
-        await engine.StartAsync();
-        var store = (SqliteLedgerStore)engine.Store;
-        var organization = LedgerHarness.Value(await engine.CreateOrganizationAsync("journal")).Id;
-        LedgerHarness.Value(await engine.PutSubscriptionAsync(organization, new SubscriptionRequest("small", 1_000, PeriodKind.Year)));
+        var (engine, store, organization) = await StartWithOrganizationAsync(Path.Combine(root, "live"));
+        await using var stopped = engine;
 
         // The journal refuses the one batch whose rows hold the key "poison-key"; its commit waits for another
         // connection's lock meanwhile, so that the next batch is decided on top of it.
@@ -206,10 +200,7 @@ public sealed class SqliteJournalTests : IDisposable
     public async Task ASecondStoreOnTheSameFolderRefusesToStartAndTheFirstGoesOnUntouched()
     {
         var directory = Path.Combine(root, "live");
-        var first = new LedgerEngine(new SqliteLedgerStore(directory), TimeProvider.System);
-        await first.StartAsync();
-        var organization = LedgerHarness.Value(await first.CreateOrganizationAsync("journal")).Id;
-        LedgerHarness.Value(await first.PutSubscriptionAsync(organization, new SubscriptionRequest("small", 1_000, PeriodKind.Year)));
+        var (first, _, organization) = await StartWithOrganizationAsync(directory);
         LedgerHarness.Value(await first.ConsumeAsync(new ConsumeRequest(organization, 1, "before-second")));
 
         await using (var second = new LedgerEngine(new SqliteLedgerStore(directory), TimeProvider.System))
@@ -283,6 +274,17 @@ public sealed class SqliteJournalTests : IDisposable
         Assert.True(report.Clean, string.Join("; ", report.Differences));
     }
 
+    /// <summary>A started engine on a store in <paramref name="directory"/>, with one organization of 1,000 credits a year.</summary>
+    private static async Task<(LedgerEngine Engine, SqliteLedgerStore Store, string Organization)> StartWithOrganizationAsync(string directory)
+    {
+        var store = new SqliteLedgerStore(directory);
+        var engine = new LedgerEngine(store, TimeProvider.System);
+        await engine.StartAsync();
+        var organization = LedgerHarness.Value(await engine.CreateOrganizationAsync("journal")).Id;
+        LedgerHarness.Value(await engine.PutSubscriptionAsync(organization, new SubscriptionRequest("small", 1_000, PeriodKind.Year)));
+        return (engine, store, organization);
+    }
+
     /// <summary>
     /// The store's files as a crash would leave them, without the shared-memory indexes (rebuilt from the logs on open)
     /// and the lock file (held by the running store; a crash leaves nothing locked, and the next start creates it).
@@ -310,11 +312,7 @@ public sealed class SqliteJournalTests : IDisposable
 
         public static async Task<LockedTables> StartAsync(string directory)
         {
-            var store = new SqliteLedgerStore(directory);
-            var engine = new LedgerEngine(store, TimeProvider.System);
-            await engine.StartAsync();
-            var organization = LedgerHarness.Value(await engine.CreateOrganizationAsync("journal")).Id;
-            LedgerHarness.Value(await engine.PutSubscriptionAsync(organization, new SubscriptionRequest("small", 1_000, PeriodKind.Year)));
+            var (engine, store, organization) = await StartWithOrganizationAsync(directory);
             await store.WaitForTablesAsync();
             var blocker = SqliteFile.Open(store.DatabasePath);
             SqliteFile.Execute(blocker, "BEGIN IMMEDIATE");
