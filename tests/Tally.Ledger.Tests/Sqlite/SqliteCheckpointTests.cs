@@ -55,12 +55,16 @@ public sealed class SqliteCheckpointTests(ITestOutputHelper output) : IDisposabl
             Assert.True(checkpoints.ByWriter >= 1, $"writer checkpoints: {checkpoints.ByWriter}");
             Assert.True(checkpoints.Completed > checkpoints.ByWriter, $"checkpoints: {checkpoints.Completed}");
             Assert.Equal(0, checkpoints.Failed);
-            // The log file keeps its largest size: the limit and at most one transaction's pages past it, since the
-            // commit that reaches the limit is followed by the writer's checkpoint. (The projector gathers many batches
-            // into one transaction: 3,500 to 5,400 pages in eight runs, so the log file is mostly one such transaction.)
+            // The log file keeps its largest size: the limit and one transaction's pages past it, since the commit
+            // that reaches the limit is followed by the writer's checkpoint, after which the next transaction starts
+            // the log over, unless a reader holds the log at that moment. The writer's own lookups read tally.db, so
+            // one such moment may be missed, and the log then takes one more transaction before the next try (seen
+            // once in CI: 32.5 MB, with transactions of 3,983 pages). Without restarts the log would grow by at least the
+            // limit for each of the writer's checkpoints (9 to 14 in the runs printed), to 74 MB and more.
+            // (The projector gathers many batches into one transaction: 3,500 to 5,400 pages in eight runs.)
             var logBytes = new FileInfo(store.DatabasePath + "-wal").Length;
             var largestCommit = store.Checkpointer!.LargestCommitPages;
-            Assert.True(logBytes <= WalHeaderBytes + (LogPagesMax + largestCommit) * (PageBytes + FrameHeaderBytes),
+            Assert.True(logBytes <= WalHeaderBytes + (LogPagesMax + 2 * largestCommit) * (PageBytes + FrameHeaderBytes),
                 $"log file: {logBytes} bytes, largest commit {largestCommit} pages");
             output.WriteLine($"checkpoints {checkpoints.Completed}, by the writer {checkpoints.ByWriter}; largest commit {largestCommit} pages; log file {logBytes} bytes");
             var report = await store.VerifyAsync(CancellationToken.None);
