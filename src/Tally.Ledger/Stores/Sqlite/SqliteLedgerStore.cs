@@ -130,19 +130,11 @@ public sealed partial class SqliteLedgerStore : RelationalStore
     public override async Task InitializeAsync(CancellationToken cancellationToken)
     {
         LockFolder();
-        SqliteConnection tables;
-        try
-        {
-            tables = await OpenAsync(connectionString, WriteCacheKibibytes, cancellationToken);
-        }
-        catch
-        {
-            ReleaseFolder();
-            throw;
-        }
+        SqliteConnection? tables = null;
         TableWriter? tableWriter = null;
         try
         {
+            tables = await OpenAsync(connectionString, WriteCacheKibibytes, cancellationToken);
             await MigrateAsync(tables, cancellationToken);
             journalConnection = await OpenAsync(journalConnectionString, null, cancellationToken);
             await ExecuteAsync(journalConnection, null, "CREATE TABLE IF NOT EXISTS batches (sequence INTEGER PRIMARY KEY, changes BLOB NOT NULL)", cancellationToken);
@@ -177,7 +169,7 @@ public sealed partial class SqliteLedgerStore : RelationalStore
         }
         catch
         {
-            if (tableWriter is null) tables.Dispose();
+            if (tableWriter is null) tables?.Dispose();
             else tableWriter.Dispose();
             checkpointer?.Dispose();
             checkpointer = null;
@@ -459,12 +451,9 @@ public sealed partial class SqliteLedgerStore : RelationalStore
         {
             sequence = await previous.Journaled;
         }
-        catch (Exception error) when (throwIfFailed)
+        catch (Exception error)
         {
-            throw new InvalidOperationException("The batch this one was decided on could not be stored durably.", error);
-        }
-        catch (Exception)
-        {
+            if (throwIfFailed) throw new InvalidOperationException("The batch this one was decided on could not be stored durably.", error);
             return;
         }
         pending.Add(sequence, previous.Changes);
