@@ -81,6 +81,42 @@ public sealed class SqliteJournalTests : IDisposable
     }
 
     [Fact]
+    public async Task WhileTheTablesCannotBeWrittenTheWriterStopsAnsweringOnceItsLimitOfRowsWaitsForThem()
+    {
+        const int UnwrittenRowsMax = 300;
+        const int Attempts = 400;
+        await using var locked = await LockedTables.StartAsync(Path.Combine(root, "live"), UnwrittenRowsMax);
+        var (store, engine, organization) = (locked.Store, locked.Engine, locked.Organization);
+
+        // One at a time, so that each is a batch of its own: a consumption is three rows (its record, its key, its
+        // entry) and a batch adds its organization's and grant's, so the limit is reached after about sixty.
+        var answered = 0;
+        var sending = Task.Run(async () =>
+        {
+            for (var index = 0; index < Attempts; index++)
+            {
+                LedgerHarness.Value(await engine.ConsumeAsync(new ConsumeRequest(organization, 1, "bounded-" + index)));
+                Interlocked.Increment(ref answered);
+            }
+        });
+        // The projector takes what waits when its first gathering ends and then waits for the lock; once the rows
+        // not written reach the limit, the writer waits before answering more.
+        for (var check = 0; check < 100 && store.UnwrittenRows < UnwrittenRowsMax; check++) await Task.Delay(TimeSpan.FromMilliseconds(100));
+        var stalled = Volatile.Read(ref answered);
+        await Task.Delay(TimeSpan.FromMilliseconds(500));
+        Assert.Equal(stalled, Volatile.Read(ref answered));
+        Assert.InRange(stalled, 1, Attempts - 1);
+        Assert.InRange(store.UnwrittenRows, UnwrittenRowsMax, UnwrittenRowsMax + 5);
+
+        locked.Unlock();
+        await sending;
+        await store.WaitForTablesAsync();
+        Assert.Equal(Attempts, SqliteFile.Scalar(store.DatabasePath, "SELECT COUNT(*) FROM consumptions"));
+        Assert.Equal(Attempts, LedgerHarness.Value(await engine.GetBalanceAsync(organization)).Used);
+        await AssertVerifiesAsync(engine);
+    }
+
+    [Fact]
     public async Task ManyBatchesWrittenIntoTheTablesAtOnceLeaveEachRowInItsLastState()
     {
         await using var locked = await LockedTables.StartAsync(Path.Combine(root, "live"));
@@ -275,9 +311,10 @@ public sealed class SqliteJournalTests : IDisposable
     }
 
     /// <summary>A started engine on a store in <paramref name="directory"/>, with one organization of 1,000 credits a year.</summary>
-    private static async Task<(LedgerEngine Engine, SqliteLedgerStore Store, string Organization)> StartWithOrganizationAsync(string directory)
+    private static async Task<(LedgerEngine Engine, SqliteLedgerStore Store, string Organization)> StartWithOrganizationAsync(
+        string directory, int? unwrittenRowsMax = null)
     {
-        var store = new SqliteLedgerStore(directory);
+        var store = unwrittenRowsMax is { } rows ? new SqliteLedgerStore(directory, WalCheckpointer.LogPagesMax, rows) : new SqliteLedgerStore(directory);
         var engine = new LedgerEngine(store, TimeProvider.System);
         await engine.StartAsync();
         var organization = LedgerHarness.Value(await engine.CreateOrganizationAsync("journal")).Id;
@@ -310,9 +347,9 @@ public sealed class SqliteJournalTests : IDisposable
         public LedgerEngine Engine => engine;
         public string Organization => organization;
 
-        public static async Task<LockedTables> StartAsync(string directory)
+        public static async Task<LockedTables> StartAsync(string directory, int? unwrittenRowsMax = null)
         {
-            var (engine, store, organization) = await StartWithOrganizationAsync(directory);
+            var (engine, store, organization) = await StartWithOrganizationAsync(directory, unwrittenRowsMax);
             await store.WaitForTablesAsync();
             var blocker = SqliteFile.Open(store.DatabasePath);
             SqliteFile.Execute(blocker, "BEGIN IMMEDIATE");

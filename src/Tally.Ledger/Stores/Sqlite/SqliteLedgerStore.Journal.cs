@@ -348,26 +348,33 @@ public sealed partial class SqliteLedgerStore
     /// its rows: a consumption adds an entry to three indexes ordered by organization, so with a thousand busy
     /// organizations each consumption dirties pages of its own unless the transaction holds many of each
     /// organization's, and at one client every request was a transaction. Written a batch or two at a time, half
-    /// of T2's load wrote 57 KB to the disk per consumption (measured). Gathering 50 ms cut the server's CPU time
-    /// per consumption by a fifth; 200 ms and 1 s cut more but lengthened the answers' p99 (bench/RESULTS.md).
+    /// of T2's load wrote 57 KB to the disk per consumption (measured); gathered 50 ms, T2 wrote 35 KB; gathered
+    /// 500 ms, 13-14 KB, and T2 answered a fifth to a half more (bench/RESULTS.md). The gathering costs no answer
+    /// any time: answers wait for the journal only, and a read of the tables ends the gathering at once.
     /// </remarks>
     private sealed class Projector : IDisposable
     {
-        /// <summary>
-        /// Batches journaled but not yet written into the tables, at most: the writer waits before answering a
-        /// batch while the projector is this far behind, which bounds the memory and the reads' wait. (With 4,096,
-        /// the T6 store's projector fell seconds behind under T2's load, and the server's memory grew to 574 MiB.)
-        /// </summary>
-        public const int QueueCapacity = 128;
-
         /// <summary>Rows (of every table) the projector writes in one transaction at most; it writes at once when this many wait.</summary>
         public const int RowsPerTransactionMax = 65_536;
 
         /// <summary>
-        /// How long batches gather before the projector writes them, unless a read of the tables is waiting, the
-        /// rows reach <see cref="RowsPerTransactionMax"/>, the queue is half full, or the store closes.
+        /// Rows journaled and not yet written into the tables (queued, or in the projector's transaction), at most:
+        /// while this many wait, the writer waits before answering more, which bounds the memory (a row is a few
+        /// hundred bytes) and a read's wait, to about two transactions. Counted in rows, not batches, since a batch
+        /// may hold one command or thousands. (Bounded at 4,096 batches, the T6 store's projector fell seconds behind
+        /// under T2's load and the server's memory grew to 574 MiB; at 128 batches, about a third of a second of T2,
+        /// the projector's gathering ended at half of that.)
         /// </summary>
-        public static readonly TimeSpan GatherTime = TimeSpan.FromMilliseconds(50);
+        public const int UnwrittenRowsMax = 2 * RowsPerTransactionMax;
+
+        /// <summary>Batches queued at most, whatever their rows: the channel's own bound, which the rows' bound keeps far off.</summary>
+        public const int QueueCapacity = 16_384;
+
+        /// <summary>
+        /// How long batches gather before the projector writes them, unless a read of the tables is waiting,
+        /// <see cref="RowsPerTransactionMax"/> rows or half of <see cref="QueueCapacity"/> batches wait, or the store closes.
+        /// </summary>
+        public static readonly TimeSpan GatherTime = TimeSpan.FromMilliseconds(500);
 
         /// <summary>How long the projector waits before it tries a transaction again after a transient failure.</summary>
         private static readonly TimeSpan RetryDelay = TimeSpan.FromSeconds(1);
@@ -378,6 +385,7 @@ public sealed partial class SqliteLedgerStore
 
         private readonly Channel<JournaledBatch> queue = Channel.CreateBounded<JournaledBatch>(
             new BoundedChannelOptions(QueueCapacity) { SingleReader = true, SingleWriter = true, FullMode = BoundedChannelFullMode.Wait });
+        private readonly int unwrittenRowsMax;
         private readonly TableWriter writer;
         private readonly WalCheckpointer checkpointer;
         private readonly Thread thread;
@@ -386,14 +394,17 @@ public sealed partial class SqliteLedgerStore
         private TaskCompletionSource advanced = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private volatile Exception? failure;
         private volatile bool stopping;
-        // Rows queued and not yet taken by the projector; a reader waiting for the tables; and the event that
-        // ends the projector's gathering early for either, or for the store's closing.
+        // Rows queued and not yet taken by the projector; rows queued or being written; a reader waiting for the
+        // tables; and the event that ends the projector's gathering early for the first or the third, or for the
+        // store's closing.
         private long queuedRows;
+        private long unwrittenRows;
         private volatile bool readerWaiting;
         private readonly ManualResetEventSlim writeNow = new(false);
 
-        public Projector(TableWriter writer, WalCheckpointer checkpointer, long projectedThrough)
+        public Projector(TableWriter writer, WalCheckpointer checkpointer, long projectedThrough, int unwrittenRowsMax)
         {
+            this.unwrittenRowsMax = unwrittenRowsMax;
             this.writer = writer;
             this.checkpointer = checkpointer;
             this.projectedThrough = projectedThrough;
@@ -404,6 +415,8 @@ public sealed partial class SqliteLedgerStore
 
         public long ProjectedThrough => Volatile.Read(ref projectedThrough);
 
+        public long UnwrittenRows => Volatile.Read(ref unwrittenRows);
+
         /// <summary>The last batch the tables hold durably (written by a synced commit): the journal may forget up to it.</summary>
         public long DurableThrough => Volatile.Read(ref durableThrough);
 
@@ -412,9 +425,19 @@ public sealed partial class SqliteLedgerStore
             if (failure is { } error) throw new InvalidOperationException("The store stopped writing its journal into its tables.", error);
         }
 
-        /// <summary>Queues a journaled batch, waiting while the queue is full; once the projector has stopped, does nothing.</summary>
+        /// <summary>
+        /// Queues a journaled batch, waiting while its limit of rows (<see cref="UnwrittenRowsMax"/>) or of batches wait;
+        /// once the projector has stopped, does nothing.
+        /// </summary>
         public async Task TryEnqueueAsync(JournaledBatch batch, CancellationToken cancellationToken)
         {
+            while (failure is null)
+            {
+                // Taken before the count is read, so that a transaction that ends after the read completes it.
+                var signal = Volatile.Read(ref advanced);
+                if (UnwrittenRows < unwrittenRowsMax) break;
+                await signal.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
             try
             {
                 await queue.Writer.WriteAsync(batch, cancellationToken);
@@ -425,6 +448,7 @@ public sealed partial class SqliteLedgerStore
                 return;
             }
             Interlocked.Add(ref queuedRows, batch.RowCount);
+            Interlocked.Add(ref unwrittenRows, batch.RowCount);
             if (EnoughQueued) writeNow.Set();
         }
 
@@ -491,6 +515,7 @@ public sealed partial class SqliteLedgerStore
                 }
                 if (durable) Volatile.Write(ref durableThrough, last);
                 Volatile.Write(ref projectedThrough, last);
+                Interlocked.Add(ref unwrittenRows, -rows);
                 batches.Clear();
                 Interlocked.Exchange(ref advanced, new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
             }

@@ -37,6 +37,7 @@ public sealed partial class SqliteLedgerStore : RelationalStore
     private readonly Dictionary<string, SqliteCommand> prepared = new(StringComparer.Ordinal);
     private readonly PendingBatches pending = new();
     private readonly int logPagesMax;
+    private readonly int unwrittenRowsMax;
     private FileStream? folderLock;
     private SqliteConnection? lookupConnection;
     private SqliteConnection? journalConnection;
@@ -51,10 +52,14 @@ public sealed partial class SqliteLedgerStore : RelationalStore
     {
     }
 
-    /// <summary>A store whose write-ahead logs start over at <paramref name="logPagesMax"/> pages (tests use a small one).</summary>
-    internal SqliteLedgerStore(string dataDirectory, int logPagesMax)
+    /// <summary>
+    /// A store whose write-ahead logs start over at <paramref name="logPagesMax"/> pages, and whose writer waits while
+    /// <paramref name="unwrittenRowsMax"/> rows wait to be written into the tables (tests use small ones).
+    /// </summary>
+    internal SqliteLedgerStore(string dataDirectory, int logPagesMax, int unwrittenRowsMax = Projector.UnwrittenRowsMax)
     {
         this.logPagesMax = logPagesMax;
+        this.unwrittenRowsMax = unwrittenRowsMax;
         Directory.CreateDirectory(dataDirectory);
         DatabasePath = Path.GetFullPath(Path.Combine(dataDirectory, FileName));
         JournalPath = Path.GetFullPath(Path.Combine(dataDirectory, JournalFileName));
@@ -74,6 +79,9 @@ public sealed partial class SqliteLedgerStore : RelationalStore
     /// may wait for. At most the projector's queue and the batches it is writing; 0 before the store is initialized.
     /// </summary>
     public long ProjectorLagBatches => projector is { } active ? Math.Max(0, Volatile.Read(ref journaledThrough) - active.ProjectedThrough) : 0;
+
+    /// <summary>Rows journaled and not yet written into the tables, for tests; 0 before the store is initialized.</summary>
+    internal long UnwrittenRows => projector?.UnwrittenRows ?? 0;
 
     /// <summary>tally.db's checkpointer, for tests; null before the store is initialized.</summary>
     internal WalCheckpointer? Checkpointer => checkpointer;
@@ -165,7 +173,7 @@ public sealed partial class SqliteLedgerStore : RelationalStore
                 Math.Min(logPagesMax, JournalLogPagesMax));
             lookupConnection = new SqliteConnection(connectionString);
             await lookupConnection.OpenAsync(cancellationToken);
-            projector = new Projector(tableWriter, checkpointer, journaledThrough);
+            projector = new Projector(tableWriter, checkpointer, journaledThrough, unwrittenRowsMax);
         }
         catch
         {
