@@ -53,8 +53,9 @@ public sealed class SqliteCheckpointTests(ITestOutputHelper output) : IDisposabl
             // background thread copied pages between those times. How often the writer had to is timing: when the
             // background thread has copied the whole log while the projector gathers its next transaction, that
             // transaction starts the log over without a checkpoint of the writer's. The limit is above one of the
-            // projector's transactions (it gathers 500 ms: 5,100 to 5,800 pages here), or every checkpoint would be
-            // the writer's; this load gave 9 to 11 checkpoints, 4 by the writer, in three runs, and one of each is asked.
+            // projector's transactions (the largest held 5,100 to 5,800 pages in six runs, gathering 200 or 500 ms), or
+            // every checkpoint would be the writer's; this load gave 9 to 14 checkpoints, 4 or 5 by the writer, in
+            // those runs, and one of each is asked.
             Assert.True(checkpoints.ByWriter >= 1, $"writer checkpoints: {checkpoints.ByWriter}");
             Assert.True(checkpoints.Completed > checkpoints.ByWriter, $"checkpoints: {checkpoints.Completed}");
             Assert.Equal(0, checkpoints.Failed);
@@ -63,7 +64,7 @@ public sealed class SqliteCheckpointTests(ITestOutputHelper output) : IDisposabl
             // the log over, unless a reader holds the log at that moment. The writer's own lookups read tally.db, so
             // one such moment may be missed, and the log then takes one more transaction before the next try (seen
             // once in CI: 32.5 MB, with a limit of 2,000 pages and transactions of 3,983). Without restarts the log
-            // would keep every page the load wrote; the runs printed 45-47 MB, under the bound's 70 MB.
+            // would keep every page the load wrote; the runs printed 23-47 MB, under the bound's 71 MB.
             Assert.True(logBytes <= WalHeaderBytes + (LogPagesMax + 2 * largestCommit) * (PageBytes + FrameHeaderBytes),
                 $"log file: {logBytes} bytes, largest commit {largestCommit} pages");
             var report = await store.VerifyAsync(CancellationToken.None);

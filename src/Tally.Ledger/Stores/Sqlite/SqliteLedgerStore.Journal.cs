@@ -348,9 +348,11 @@ public sealed partial class SqliteLedgerStore
     /// its rows: a consumption adds an entry to three indexes ordered by organization, so with a thousand busy
     /// organizations each consumption dirties pages of its own unless the transaction holds many of each
     /// organization's, and at one client every request was a transaction. Written a batch or two at a time, half
-    /// of T2's load wrote 57 KB to the disk per consumption (measured); gathered 50 ms, T2 wrote 35 KB; gathered
-    /// 500 ms, 13-14 KB, and T2 answered a fifth to a half more (bench/RESULTS.md). The gathering costs no answer
-    /// any time: answers wait for the journal only, and a read of the tables ends the gathering at once.
+    /// of T2's load wrote 57 KB to the disk per consumption (measured). Under T2's load, gathered 50 ms the server
+    /// wrote 34-39 KB per consumption, 200 ms 20-23 KB, 500 ms 13-15 KB, and T2 answered 4,500-6,000, 7,200-7,700
+    /// and 7,900-9,300 a second (two rounds of the three in turn); but at the same paced load the answers' p99 was about 19, 25 and 29 ms
+    /// (bench/RESULTS.md): the larger transactions compete with the journal's syncs for the disk. 200 ms takes most
+    /// of the gain for part of the tail. An answer never waits for the gathering, and a read of the tables ends it.
     /// </remarks>
     private sealed class Projector : IDisposable
     {
@@ -374,7 +376,7 @@ public sealed partial class SqliteLedgerStore
         /// How long batches gather before the projector writes them, unless a read of the tables is waiting,
         /// <see cref="RowsPerTransactionMax"/> rows or half of <see cref="QueueCapacity"/> batches wait, or the store closes.
         /// </summary>
-        public static readonly TimeSpan GatherTime = TimeSpan.FromMilliseconds(500);
+        public static readonly TimeSpan GatherTime = TimeSpan.FromMilliseconds(200);
 
         /// <summary>How long the projector waits before it tries a transaction again after a transient failure.</summary>
         private static readonly TimeSpan RetryDelay = TimeSpan.FromSeconds(1);
