@@ -350,9 +350,10 @@ public sealed partial class SqliteLedgerStore
     /// organization's, and at one client every request was a transaction. Written a batch or two at a time, half
     /// of T2's load wrote 57 KB to the disk per consumption (measured). Under T2's load, gathered 50 ms the server
     /// wrote 34-39 KB per consumption, 200 ms 20-23 KB, 500 ms 13-15 KB, and T2 answered 4,500-6,000, 7,200-7,700
-    /// and 7,900-9,300 a second (two rounds of the three in turn); but at the same paced load the answers' p99 was about 19, 25 and 29 ms
-    /// (bench/RESULTS.md): the larger transactions compete with the journal's syncs for the disk. 200 ms takes most
-    /// of the gain for part of the tail. An answer never waits for the gathering, and a read of the tables ends it.
+    /// and 7,900-9,300 a second (two rounds of the three in turn); but at the same paced load the answers' p99 was
+    /// about 19, 25 and 29 ms (bench/RESULTS.md): the larger transactions compete with the journal's syncs for the
+    /// disk. 200 ms takes most of the gain for part of the tail. An answer never waits for the gathering, and a
+    /// read of the tables ends it.
     /// </remarks>
     private sealed class Projector : IDisposable
     {
@@ -362,10 +363,10 @@ public sealed partial class SqliteLedgerStore
         /// <summary>
         /// Rows journaled and not yet written into the tables (queued, or in the projector's transaction), at most:
         /// while this many wait, the writer waits before answering more, which bounds the memory (a row is a few
-        /// hundred bytes) and a read's wait, to about two transactions. Counted in rows, not batches, since a batch
-        /// may hold one command or thousands. (Bounded at 4,096 batches, the T6 store's projector fell seconds behind
-        /// under T2's load and the server's memory grew to 574 MiB; at 128 batches, about a third of a second of T2,
-        /// the projector's gathering ended at half of that.)
+        /// hundred bytes to a kilobyte) and a read's wait, to about two transactions. Counted in rows, not batches,
+        /// since a batch may hold one command or thousands. (Bounded at 4,096 batches, the T6 store's projector fell
+        /// seconds behind under T2's load and the server's memory grew to 574 MiB; at 128 batches, about a third of
+        /// a second of T2, the projector's gathering ended at half of that.)
         /// </summary>
         public const int UnwrittenRowsMax = 2 * RowsPerTransactionMax;
 
