@@ -583,6 +583,11 @@ public sealed partial class SqliteLedgerStore
             }
         }
 
+        /// <summary>The value of the batch being journaled, if it has one, else the newest pending one, else null.</summary>
+        private static TValue? Newest<TKey, TValue>(Dictionary<TKey, TValue>? journaling, Dictionary<TKey, (long Sequence, TValue Value)> pending, TKey key)
+            where TKey : notnull where TValue : class =>
+            journaling?.GetValueOrDefault(key) ?? (pending.TryGetValue(key, out var entry) ? entry.Value : null);
+
         private static void Remove<TKey, TValue>(Dictionary<TKey, (long Sequence, TValue Value)> entries, TKey key, long sequence) where TKey : notnull
         {
             if (entries.TryGetValue(key, out var entry) && entry.Sequence == sequence) entries.Remove(key);
@@ -603,14 +608,13 @@ public sealed partial class SqliteLedgerStore
             var keys = new List<(string, string)>();
             foreach (var key in request.IdempotencyKeys)
             {
-                var record = journaling?.Idempotency.GetValueOrDefault(key) ?? (idempotency.TryGetValue(key, out var entry) ? entry.Record : null);
-                if (record is not null) found.Idempotency[key] = record;
+                if (Newest(journaling?.Idempotency, idempotency, key) is { } record) found.Idempotency[key] = record;
                 else keys.Add(key);
             }
             var consumptionIds = new List<(string, string)>();
             foreach (var (organizationId, id) in request.Consumptions)
             {
-                var record = journaling?.Consumptions.GetValueOrDefault(id) ?? (consumptions.TryGetValue(id, out var entry) ? entry.Record : null);
+                var record = Newest(journaling?.Consumptions, consumptions, id);
                 // A copy: the writer changes the refunded total of the record it is given.
                 if (record?.OrganizationId == organizationId) found.Consumptions[id] = record.Copy();
                 else consumptionIds.Add((organizationId, id));
@@ -618,7 +622,7 @@ public sealed partial class SqliteLedgerStore
             var holdIds = new List<(string, string)>();
             foreach (var (organizationId, id) in request.Holds)
             {
-                var row = journaling?.Holds.GetValueOrDefault(id) ?? (holds.TryGetValue(id, out var entry) ? entry.Row : null);
+                var row = Newest(journaling?.Holds, holds, id);
                 if (row?.OrganizationId == organizationId) found.Holds[id] = row;
                 else holdIds.Add((organizationId, id));
             }

@@ -76,7 +76,8 @@ public sealed partial class SqliteLedgerStore : RelationalStore
 
     /// <summary>
     /// Batches answered (journaled) and not yet written into the tables: what a read of the tables (usage, ledger)
-    /// may wait for. At most the projector's queue and the batches it is writing; 0 before the store is initialized.
+    /// may wait for. Bounded by the writer's limit of rows not yet written (<see cref="Projector.UnwrittenRowsMax"/>);
+    /// 0 before the store is initialized.
     /// </summary>
     public long ProjectorLagBatches => projector is { } active ? Math.Max(0, Volatile.Read(ref journaledThrough) - active.ProjectedThrough) : 0;
 
@@ -470,8 +471,8 @@ public sealed partial class SqliteLedgerStore : RelationalStore
     /// <summary>
     /// The journal's side of a commit, one batch at a time in the writer's order: appends the batch durably, then
     /// publishes its organizations' state (readers never see a state that is not durable) and hands its rows to the
-    /// projector, waiting while the projector is the most batches behind that it may be (its queue's limit). If the
-    /// projector stopped meanwhile, the journal keeps the batch for the next start, and reads of the tables fail.
+    /// projector, waiting while the most rows it may be behind wait for it (<see cref="Projector.UnwrittenRowsMax"/>).
+    /// If the projector stopped meanwhile, the journal keeps the batch for the next start, and reads of the tables fail.
     /// </summary>
     private async Task<long> JournalAsync(byte[] encoded, List<(TableWrite Table, List<object?[]> Rows)> rows,
         List<(string Sql, (string Name, object? Value)[] Parameters)> updates, BatchChanges changes, CancellationToken cancellationToken)
