@@ -50,6 +50,13 @@ public interface ILedgerStore : IAsyncDisposable
     Task<string> SetSettingOnceAsync(string name, string value, CancellationToken cancellationToken);
 }
 
+/// <summary>
+/// The store cannot be opened as it stands (its folder is held by another process, its files do not belong together,
+/// the database cannot be reached): nothing was served or written, and the message says what to do. `tally` prints
+/// it as one line and exits 1, rather than crash with a stack trace.
+/// </summary>
+public sealed class StoreOpenException(string message, Exception? inner = null) : InvalidOperationException(message, inner);
+
 public interface IBatchTransaction : IAsyncDisposable
 {
     IReadOnlyDictionary<string, OrganizationState> Organizations { get; }

@@ -10,7 +10,8 @@ namespace Tally.Seeding;
 /// Fills an empty SQLite store with many organizations and ledger entries for the scale benchmark (T6),
 /// far faster than the API: one transaction, reused statements, no sync until the end. Each organization
 /// gets a key, a yearly subscription with a large allowance, and (entries - 1) one-credit consumptions,
-/// written exactly as the engine writes them, so `tally verify` stays clean.
+/// written exactly as the engine writes them, so `tally verify` stays clean. It refuses a folder that holds
+/// organizations already, and holds the folder against any server until it ends.
 /// </summary>
 public static class Seeder
 {
@@ -20,13 +21,23 @@ public static class Seeder
     public static async Task<int> SeedAsync(string dataDirectory, int organizations, int entriesPerOrganization, string keysFile, int keysToWrite)
     {
         var stopwatch = Stopwatch.StartNew();
+        // Opening the store creates the tables, and writes any journaled batch into them, so the journal is empty.
         await using (var store = new SqliteLedgerStore(dataDirectory))
         {
             await store.InitializeAsync(CancellationToken.None);
         }
+        // Held until the seed ends: the tables are written without a journal, which a server on this folder would
+        // share with no warning.
+        using var folder = SqliteLedgerStore.TakeFolder(dataDirectory);
         var builder = new SqliteConnectionStringBuilder { DataSource = Path.Combine(dataDirectory, SqliteLedgerStore.FileName), Pooling = false };
         await using var connection = new SqliteConnection(builder.ToString());
         await connection.OpenAsync();
+        if (HoldsOrganizations(connection))
+        {
+            // A crash while loading without a journal would damage the ledger already there.
+            Console.Error.WriteLine($"{dataDirectory} already holds organizations; tally seed fills an empty data folder only.");
+            return ExitCodes.Failure;
+        }
         // A bulk load into an empty store needs no journal: if it fails, delete the folder and seed again.
         Execute(connection, null, "PRAGMA journal_mode=OFF");
         Execute(connection, null, "PRAGMA synchronous=OFF");
@@ -65,6 +76,13 @@ public static class Seeder
         Execute(connection, null, "PRAGMA journal_mode=WAL");
         Console.WriteLine($"Seeded {organizations} organizations and {(long)organizations * entriesPerOrganization} ledger entries in {stopwatch.Elapsed.TotalSeconds:F0} s.");
         return ExitCodes.Success;
+    }
+
+    private static bool HoldsOrganizations(SqliteConnection connection)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT EXISTS (SELECT 1 FROM organizations)";
+        return Convert.ToInt64(command.ExecuteScalar()) != 0;
     }
 
     private static void Execute(SqliteConnection connection, SqliteTransaction? transaction, string sql)

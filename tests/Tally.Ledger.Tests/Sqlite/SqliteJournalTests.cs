@@ -1,6 +1,7 @@
 using Microsoft.Data.Sqlite;
 using Tally.Ledger.Engine;
 using Tally.Ledger.Model;
+using Tally.Ledger.Stores;
 using Tally.Ledger.Stores.Sqlite;
 using Tally.Ledger.Tests.Contract;
 
@@ -170,7 +171,7 @@ public sealed class SqliteJournalTests : IDisposable
 
         // The journal keeps the batch, and the store will not serve until the tables take it.
         await using var reopened = new LedgerEngine(new SqliteLedgerStore(directory), TimeProvider.System);
-        var refused = await Assert.ThrowsAsync<InvalidOperationException>(() => reopened.StartAsync());
+        var refused = await Assert.ThrowsAsync<StoreOpenException>(() => reopened.StartAsync());
         Assert.Contains("the journal keeps them", refused.Message);
     }
 
@@ -241,7 +242,7 @@ public sealed class SqliteJournalTests : IDisposable
 
         await using (var second = new LedgerEngine(new SqliteLedgerStore(directory), TimeProvider.System))
         {
-            var refused = await Assert.ThrowsAsync<InvalidOperationException>(() => second.StartAsync());
+            var refused = await Assert.ThrowsAsync<StoreOpenException>(() => second.StartAsync());
             Assert.Contains("Another Tally store is open", refused.Message);
         }
         LedgerHarness.Value(await first.ConsumeAsync(new ConsumeRequest(organization, 1, "after-second")));
@@ -265,7 +266,7 @@ public sealed class SqliteJournalTests : IDisposable
             "DELETE FROM batches WHERE sequence = (SELECT MAX(sequence) FROM batches) - @later", ("@later", Consumptions - 1));
 
         await using var store = new SqliteLedgerStore(broken);
-        var refused = await Assert.ThrowsAsync<InvalidOperationException>(() => store.InitializeAsync(CancellationToken.None));
+        var refused = await Assert.ThrowsAsync<StoreOpenException>(() => store.InitializeAsync(CancellationToken.None));
         Assert.Contains("does not continue", refused.Message);
     }
 

@@ -167,22 +167,7 @@ public sealed class TallyProcess : TallyApi, IAsyncDisposable, IAsyncLifetime
 
     private Process Launch(int port)
     {
-        var start = new ProcessStartInfo
-        {
-            // The dotnet CLI tells the processes it runs where its host is; outside it, dotnet is on PATH.
-            FileName = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host : "dotnet",
-            // The working directory is ours, so no stray appsettings.json is read.
-            WorkingDirectory = root,
-            UseShellExecute = false,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        foreach (var argument in new[] { AssemblyPath, "serve", "--urls", $"http://127.0.0.1:{port}", "--data-dir", DataDirectory }) start.ArgumentList.Add(argument);
-        foreach (var argument in arguments) start.ArgumentList.Add(argument);
-        // Only this test's settings: none of the runner's own TALLY_* variables reach the server.
-        foreach (var name in start.Environment.Keys.Where(name => name.StartsWith("TALLY_", StringComparison.Ordinal)).ToList()) start.Environment.Remove(name);
-        foreach (var (name, value) in environment) start.Environment[name] = value;
-
+        var start = StartInfo(root, ["serve", "--urls", $"http://127.0.0.1:{port}", "--data-dir", DataDirectory, .. arguments], environment);
         var started = new Process { StartInfo = start };
         started.OutputDataReceived += (_, line) => Append(line.Data);
         started.ErrorDataReceived += (_, line) => Append(line.Data);
@@ -190,6 +175,42 @@ public sealed class TallyProcess : TallyApi, IAsyncDisposable, IAsyncLifetime
         started.BeginOutputReadLine();
         started.BeginErrorReadLine();
         return started;
+    }
+
+    /// <summary>
+    /// Runs `tally` with <paramref name="arguments"/> (a command that ends by itself: seed, verify, backup, or a serve
+    /// that refuses to start) and returns its exit code and everything it wrote, standard error included.
+    /// </summary>
+    public static async Task<(int ExitCode, string Output)> RunAsync(string workingDirectory, params string[] arguments)
+    {
+        using var run = Process.Start(StartInfo(workingDirectory, arguments, new Dictionary<string, string> { ["TALLY_OPERATOR_KEY"] = OperatorKey }))
+            ?? throw new InvalidOperationException("Could not start dotnet " + AssemblyPath);
+        var standardOutput = run.StandardOutput.ReadToEndAsync();
+        var standardError = run.StandardError.ReadToEndAsync();
+        // Its output is read to the end only once it has exited, so a timeout reports what there is of it by then.
+        await WaitForExitAsync(run, () => standardOutput.IsCompletedSuccessfully ? standardOutput.Result : "(output still open)");
+        return (run.ExitCode, await standardOutput + await standardError);
+    }
+
+    /// <summary>`dotnet tally.dll` with these arguments, in this working directory, with only these `TALLY_*` settings.</summary>
+    private static ProcessStartInfo StartInfo(string workingDirectory, IEnumerable<string> arguments, IReadOnlyDictionary<string, string> environment)
+    {
+        var start = new ProcessStartInfo
+        {
+            // The dotnet CLI tells the processes it runs where its host is; outside it, dotnet is on PATH.
+            FileName = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host : "dotnet",
+            // The working directory is the test's, so no stray appsettings.json is read.
+            WorkingDirectory = workingDirectory,
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        start.ArgumentList.Add(AssemblyPath);
+        foreach (var argument in arguments) start.ArgumentList.Add(argument);
+        // Only the test's settings: none of the runner's own TALLY_* variables reach the process.
+        foreach (var name in start.Environment.Keys.Where(name => name.StartsWith("TALLY_", StringComparison.Ordinal)).ToList()) start.Environment.Remove(name);
+        foreach (var (name, value) in environment) start.Environment[name] = value;
+        return start;
     }
 
     private void Append(string? line)
@@ -222,7 +243,10 @@ public sealed class TallyProcess : TallyApi, IAsyncDisposable, IAsyncLifetime
         return false;
     }
 
-    private async Task WaitForExitAsync(Process running)
+    private Task WaitForExitAsync(Process running) => WaitForExitAsync(running, () => Output);
+
+    /// <summary>Waits for the process to exit; one that does not within <see cref="ExitTimeout"/> is killed, and the wait fails with <paramref name="output"/>.</summary>
+    private static async Task WaitForExitAsync(Process running, Func<string> output)
     {
         using var timeout = new CancellationTokenSource(ExitTimeout);
         try
@@ -232,7 +256,7 @@ public sealed class TallyProcess : TallyApi, IAsyncDisposable, IAsyncLifetime
         catch (OperationCanceledException)
         {
             running.Kill(entireProcessTree: true);
-            throw new InvalidOperationException($"tally (pid {running.Id}) did not exit within {ExitTimeout.TotalSeconds} s:\n{Output}");
+            throw new InvalidOperationException($"tally (pid {running.Id}) did not exit within {ExitTimeout.TotalSeconds} s:\n{output()}");
         }
     }
 

@@ -78,6 +78,21 @@ public sealed partial class PostgresLedgerStore : RelationalStore
     /// </summary>
     public override async Task InitializeAsync(CancellationToken cancellationToken)
     {
+        try
+        {
+            await MigrateAsync(cancellationToken);
+        }
+        catch (NpgsqlException error) when (!cancellationToken.IsCancellationRequested)
+        {
+            // Unreachable, refused, unknown database or role, or a migration the database would not run.
+            var settings = new NpgsqlConnectionStringBuilder(dataSource.ConnectionString);
+            throw new StoreOpenException(
+                $"Cannot open the PostgreSQL store (database {settings.Database} on {settings.Host}:{settings.Port}): {error.Message}", error);
+        }
+    }
+
+    private async Task MigrateAsync(CancellationToken cancellationToken)
+    {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(IsolationLevel.ReadCommitted, cancellationToken);
         // The lock comes first: two nodes racing on CREATE TABLE IF NOT EXISTS can otherwise both try to create it.

@@ -38,7 +38,7 @@ public sealed partial class SqliteLedgerStore : RelationalStore
     private readonly PendingBatches pending = new();
     private readonly int logPagesMax;
     private readonly int unwrittenRowsMax;
-    private FileStream? folderLock;
+    private IDisposable? folderLock;
     private SqliteConnection? lookupConnection;
     private SqliteConnection? journalConnection;
     private WalCheckpointer? checkpointer;
@@ -122,17 +122,24 @@ public sealed partial class SqliteLedgerStore : RelationalStore
     /// then met keys already written, and stopped, and the journal had lost batches the tables lacked). The lock is
     /// the operating system's (flock), so it ends with the process, however that ends. `tally backup` only reads.
     /// </summary>
-    private void LockFolder()
+    private void LockFolder() => folderLock = TakeFolder(Path.GetDirectoryName(DatabasePath)!);
+
+    /// <summary>
+    /// Holds <paramref name="dataDirectory"/> for the caller alone until the returned handle is disposed, as an open
+    /// store does (see <see cref="LockFileName"/>); `tally seed` holds it while it writes the tables directly.
+    /// </summary>
+    /// <exception cref="StoreOpenException">Another process (or another store in this one) holds the folder.</exception>
+    public static IDisposable TakeFolder(string dataDirectory)
     {
-        var path = Path.Combine(Path.GetDirectoryName(DatabasePath)!, LockFileName);
+        var path = Path.Combine(dataDirectory, LockFileName);
         try
         {
-            folderLock = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
         }
         catch (IOException error)
         {
-            throw new InvalidOperationException(
-                $"Another Tally store is open on {Path.GetDirectoryName(DatabasePath)} (it holds {path}); stop it, or use another data folder.", error);
+            throw new StoreOpenException(
+                $"Another Tally store is open on {dataDirectory} (it holds {path}); stop it, or use another data folder.", error);
         }
     }
 
@@ -163,7 +170,7 @@ public sealed partial class SqliteLedgerStore : RelationalStore
             }
             catch (SqliteException error) when (unprojected.Count > 0)
             {
-                throw new InvalidOperationException(
+                throw new StoreOpenException(
                     $"Writing journaled batches {unprojected[0].Sequence} to {unprojected[^1].Sequence} into {DatabasePath} failed; " +
                     "the journal keeps them, and the store will not serve until they are written.", error);
             }
@@ -211,7 +218,7 @@ public sealed partial class SqliteLedgerStore : RelationalStore
         {
             if (batch.Sequence != expected)
             {
-                throw new InvalidOperationException(
+                throw new StoreOpenException(
                     $"{JournalPath} does not continue {DatabasePath}: batch {expected} is missing (found {batch.Sequence}). " +
                     "The two files must come from the same data folder; restore a backup into an empty folder (docs/operations.md).");
             }

@@ -1,0 +1,123 @@
+using System.Text.Json.Nodes;
+using Tally.Ledger.Engine;
+using Tally.Ledger.Model;
+using Tally.Ledger.Stores.Sqlite;
+using Tally.Tests.Infrastructure;
+
+namespace Tally.Tests;
+
+/// <summary>
+/// The `tally` commands other than a running server, as an operator runs them: the real executable in a process,
+/// its exit code and what it prints. A store that cannot open is a one-line message and exit 1, not a crash; `tally
+/// seed` fills an empty folder that then verifies clean, and refuses any folder it could damage.
+/// </summary>
+public sealed class CommandLineTests : IDisposable
+{
+    private readonly string root = Path.Combine(Path.GetTempPath(), "tally-command-line-tests-" + Guid.NewGuid().ToString("N"));
+
+    public CommandLineTests() => Directory.CreateDirectory(root);
+
+    private string DataDirectory => Path.Combine(root, "data");
+
+    [Fact]
+    public async Task ServeOnAFolderAnotherStoreHoldsExitsWithOneLineThatSaysSoInsteadOfCrashing()
+    {
+        await using var holder = new SqliteLedgerStore(DataDirectory);
+        await holder.InitializeAsync(CancellationToken.None);
+
+        var (exitCode, output) = await TallyProcess.RunAsync(root, "serve", "--urls", "http://127.0.0.1:0", "--data-dir", DataDirectory);
+
+        Assert.True(exitCode == ExitCodes.Failure, $"exit code {exitCode}:\n{output}");
+        Assert.Contains($"Another Tally store is open on {DataDirectory}", output);
+        // An unhandled exception would abort the runtime (exit code 134) after printing this.
+        Assert.DoesNotContain("Unhandled exception", output);
+    }
+
+    [Fact]
+    public async Task ServeOnAPostgreSqlServerOutOfReachExitsWithOneLineThatSaysWhere()
+    {
+        // Nothing listens on port 1 of the loopback address: the connection is refused at once.
+        var (exitCode, output) = await TallyProcess.RunAsync(root, "serve", "--urls", "http://127.0.0.1:0",
+            "--store", "postgres", "--connection", "Host=127.0.0.1;Port=1;Username=tally;Database=tally");
+
+        Assert.True(exitCode == ExitCodes.Failure, $"exit code {exitCode}:\n{output}");
+        Assert.Contains("Cannot open the PostgreSQL store (database tally on 127.0.0.1:1)", output);
+        Assert.DoesNotContain("Unhandled exception", output);
+    }
+
+    [Fact]
+    public async Task SeedFillsAnEmptyFolderWhoseLedgerVerifiesCleanAndWhoseKeysAnswer()
+    {
+        var keysFile = Path.Combine(root, "keys.txt");
+
+        var (exitCode, output) = await TallyProcess.RunAsync(root, "seed", "--data-dir", DataDirectory,
+            "--organizations", "25", "--entries-per-organization", "4", "--keys-file", keysFile, "--keys", "3");
+
+        Assert.True(exitCode == ExitCodes.Success, $"exit code {exitCode}:\n{output}");
+        var keys = await File.ReadAllLinesAsync(keysFile);
+        Assert.Equal(3, keys.Length);
+        var (verified, report) = await TallyProcess.RunAsync(root, "verify", "--data-dir", DataDirectory, "--json");
+        Assert.True(verified == ExitCodes.Success, $"verify exit code {verified}:\n{report}");
+        var summary = JsonNode.Parse(report)!;
+        Assert.True(summary["clean"]!.GetValue<bool>(), report);
+        Assert.Equal(25, summary["organizationsChecked"]!.GetValue<long>());
+        Assert.Equal(100, summary["entriesChecked"]!.GetValue<long>());
+
+        await using var engine = new LedgerEngine(new SqliteLedgerStore(DataDirectory), TimeProvider.System);
+        await engine.StartAsync();
+        var key = await engine.LoadKeyAsync(keys[0].Split(':')[1], CancellationToken.None);
+        Assert.NotNull(key);
+        var balance = (await engine.GetBalanceAsync(key.OrganizationId)).Value!;
+        // One grant and three one-credit consumptions per organization.
+        Assert.Equal(3, balance.Used);
+        Assert.Equal(4, (await engine.Store.ListEntriesAsync(key.OrganizationId, null, 10, CancellationToken.None)).Items.Count);
+    }
+
+    [Fact]
+    public async Task SeedRefusesAFolderThatAlreadyHoldsOrganizationsAndLeavesItAsItWas()
+    {
+        string organizationId;
+        await using (var engine = new LedgerEngine(new SqliteLedgerStore(DataDirectory), TimeProvider.System))
+        {
+            await engine.StartAsync();
+            organizationId = (await engine.CreateOrganizationAsync("Acme")).Value!.Id;
+            Assert.True((await engine.PutSubscriptionAsync(organizationId, new SubscriptionRequest("pro", 10, PeriodKind.Month))).Succeeded);
+            Assert.True((await engine.ConsumeAsync(new ConsumeRequest(organizationId, 1, "before-seed"))).Succeeded);
+        }
+
+        var (exitCode, output) = await TallyProcess.RunAsync(root, "seed", "--data-dir", DataDirectory,
+            "--organizations", "5", "--keys-file", Path.Combine(root, "keys.txt"));
+
+        Assert.True(exitCode == ExitCodes.Failure, $"exit code {exitCode}:\n{output}");
+        Assert.Contains("already holds organizations", output);
+        await using var reopened = new LedgerEngine(new SqliteLedgerStore(DataDirectory), TimeProvider.System);
+        await reopened.StartAsync();
+        var report = await reopened.Store.VerifyAsync(CancellationToken.None);
+        Assert.True(report.Clean, string.Join("; ", report.Differences));
+        Assert.Equal(1, report.OrganizationsChecked);
+        Assert.Equal(1, (await reopened.GetBalanceAsync(organizationId)).Value!.Used);
+    }
+
+    [Fact]
+    public async Task SeedRefusesAFolderAnotherStoreHoldsAndWritesNothingIntoIt()
+    {
+        await using (var holder = new SqliteLedgerStore(DataDirectory))
+        {
+            await holder.InitializeAsync(CancellationToken.None);
+
+            var (exitCode, output) = await TallyProcess.RunAsync(root, "seed", "--data-dir", DataDirectory,
+                "--organizations", "5", "--keys-file", Path.Combine(root, "keys.txt"));
+
+            Assert.True(exitCode == ExitCodes.Failure, $"exit code {exitCode}:\n{output}");
+            Assert.Contains($"Another Tally store is open on {DataDirectory}", output);
+        }
+        await using var reopened = new SqliteLedgerStore(DataDirectory);
+        await reopened.InitializeAsync(CancellationToken.None);
+        Assert.Equal(0, (await reopened.VerifyAsync(CancellationToken.None)).OrganizationsChecked);
+    }
+
+    public void Dispose()
+    {
+        try { Directory.Delete(root, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+}
