@@ -118,10 +118,13 @@ start_pg_node 5185
 start_pg_node 5186
 # One round of T7: three generators at once, one per node, splitting the same connection count; prints their sum.
 t7_round() {
+  local generators=()
   for port in 5184 5185 5186; do
     wrk -t1 -c$((CONNECTIONS / 3)) -d"$1s" -s "$ROOT/bench/load/consume.lua" "http://127.0.0.1:$port" > "$WORK/wrk-$port.txt" &
+    generators+=($!)
   done
-  wait
+  # Only the generators: a bare wait in the script's own shell would also wait for the servers started above.
+  wait "${generators[@]}"
   for port in 5184 5185 5186; do grep -q '^non2xx=0$' "$WORK/wrk-$port.txt" || { echo "non-2xx on node $port" >&2; cat "$WORK/wrk-$port.txt" >&2; exit 1; }; done
   cat "$WORK"/wrk-518[456].txt | awk '/^Requests\/sec/ { sum += $2 } END { print sum }'
 }
