@@ -130,7 +130,7 @@ t7_round() {
 }
 # The two new nodes warm up as node 5184 did before T3: each alone, then all three together, unmeasured. Without
 # this T7 measured two cold processes tiering up their code while sharing two cores with the third and PostgreSQL:
-# 1,200-2,300/s over the first 20 s, 3,000-3,600/s once warm (bench/RESULTS.md, 23:40Z).
+# 1,200-2,300/s over the first 20 s, 3,000-3,600/s once warm (bench/RESULTS.md, 00:08Z).
 for port in 5185 5186; do wrk_once "${WARMUP}s" "$ROOT/bench/load/consume.lua" "http://127.0.0.1:$port" >/dev/null; done
 t7_round "$WARMUP" >/dev/null
 T7=$(for _ in $(seq 1 "$RUNS"); do t7_round "$DURATION"; done | median)
