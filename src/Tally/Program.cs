@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Connections;
 using Tally;
 using Tally.Ledger.Stores;
 
@@ -5,10 +6,11 @@ try
 {
     return await TallyCommandLine.Build().Parse(args).InvokeAsync(new System.CommandLine.InvocationConfiguration { EnableDefaultExceptionHandler = false });
 }
-catch (Exception exception) when (StoreRefusal(exception) is { } refusal)
+catch (Exception exception) when (StartRefusal(exception) is { } refusal)
 {
     // A store that cannot open (its folder held by another process, files that do not belong together, a database
-    // out of reach) is the operator's to fix: the message says how, and a stack trace would only bury it.
+    // out of reach), or an address another process listens on, is the operator's to fix: the message says what
+    // it is, and a stack trace would only bury it.
     Console.Error.WriteLine(refusal.Message);
     return ExitCodes.Failure;
 }
@@ -19,10 +21,12 @@ catch (ArgumentException exception)
     return ExitCodes.UsageError;
 }
 
-/// <summary>The store's refusal to open, also when the host wrapped it while starting its services.</summary>
-static StoreOpenException? StoreRefusal(Exception exception) => exception switch
+/// <summary>Why the command could not start, when it is the store's refusal to open or an address in use, also when the host wrapped it.</summary>
+static Exception? StartRefusal(Exception exception) => exception switch
 {
     StoreOpenException refusal => refusal,
-    AggregateException aggregate => aggregate.InnerExceptions.Select(StoreRefusal).FirstOrDefault(refusal => refusal is not null),
+    // Kestrel's own message names the address: "Failed to bind to address http://…: address already in use."
+    IOException { InnerException: AddressInUseException } bind => bind,
+    AggregateException aggregate => aggregate.InnerExceptions.Select(StartRefusal).FirstOrDefault(refusal => refusal is not null),
     _ => null,
 };

@@ -1,3 +1,5 @@
+using System.Net;
+using System.Net.Sockets;
 using System.Text.Json.Nodes;
 using Tally.Ledger.Engine;
 using Tally.Ledger.Model;
@@ -8,8 +10,9 @@ namespace Tally.Tests;
 
 /// <summary>
 /// The `tally` commands other than a running server, as an operator runs them: the real executable in a process,
-/// its exit code and what it prints. A store that cannot open is a one-line message and exit 1, not a crash; `tally
-/// seed` fills an empty folder that then verifies clean, and refuses any folder it could damage.
+/// its exit code and what it prints. A store that cannot open, or an address in use, is a one-line message and exit
+/// code 1, not a crash; `tally seed` fills an empty folder that then verifies clean, and refuses any folder it could
+/// damage.
 /// </summary>
 public sealed class CommandLineTests : IDisposable
 {
@@ -30,6 +33,20 @@ public sealed class CommandLineTests : IDisposable
         Assert.True(exitCode == ExitCodes.Failure, $"exit code {exitCode}:\n{output}");
         Assert.Contains($"Another Tally store is open on {DataDirectory}", output);
         // An unhandled exception would abort the runtime (exit code 134) after printing this.
+        Assert.DoesNotContain("Unhandled exception", output);
+    }
+
+    [Fact]
+    public async Task ServeOnAnAddressAnotherProcessListensOnExitsWithOneLineThatSaysSo()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var address = $"http://127.0.0.1:{((IPEndPoint)listener.LocalEndpoint).Port}";
+
+        var (exitCode, output) = await TallyProcess.RunAsync(root, "serve", "--urls", address, "--data-dir", DataDirectory);
+
+        Assert.True(exitCode == ExitCodes.Failure, $"exit code {exitCode}:\n{output}");
+        Assert.Contains($"Failed to bind to address {address}: address already in use.", output);
         Assert.DoesNotContain("Unhandled exception", output);
     }
 
