@@ -315,7 +315,7 @@ public sealed class SqliteJournalTests : IDisposable
     private static async Task<(LedgerEngine Engine, SqliteLedgerStore Store, string Organization)> StartWithOrganizationAsync(
         string directory, int? unwrittenRowsMax = null)
     {
-        var store = unwrittenRowsMax is { } rows ? new SqliteLedgerStore(directory, WalCheckpointer.LogPagesMax, rows) : new SqliteLedgerStore(directory);
+        var store = new SqliteLedgerStore(directory, WalCheckpointer.LogPagesMax, unwrittenRowsMax);
         var engine = new LedgerEngine(store, TimeProvider.System);
         await engine.StartAsync();
         var organization = LedgerHarness.Value(await engine.CreateOrganizationAsync("journal")).Id;

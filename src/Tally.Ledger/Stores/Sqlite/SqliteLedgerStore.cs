@@ -25,7 +25,7 @@ public sealed partial class SqliteLedgerStore : RelationalStore
     /// <summary>The journal of batches answered but perhaps not yet written into tally.db's tables.</summary>
     public const string JournalFileName = "tally-journal.db";
 
-    /// <summary>The file a running store holds locked, so that a second one refuses the folder (see <see cref="LockFolder"/>).</summary>
+    /// <summary>The file a running store holds locked, so that a second one refuses the folder (see <see cref="TakeFolder"/>).</summary>
     public const string LockFileName = "tally.lock";
 
     /// <summary>The setting, in tally.db, that holds the sequence number of the last batch its tables contain.</summary>
@@ -54,12 +54,13 @@ public sealed partial class SqliteLedgerStore : RelationalStore
 
     /// <summary>
     /// A store whose write-ahead logs start over at <paramref name="logPagesMax"/> pages, and whose writer waits while
-    /// <paramref name="unwrittenRowsMax"/> rows wait to be written into the tables (tests use small ones).
+    /// <paramref name="unwrittenRowsMax"/> rows wait to be written into the tables (tests use small ones; null is the
+    /// store's own limit).
     /// </summary>
-    internal SqliteLedgerStore(string dataDirectory, int logPagesMax, int unwrittenRowsMax = Projector.UnwrittenRowsMax)
+    internal SqliteLedgerStore(string dataDirectory, int logPagesMax, int? unwrittenRowsMax = null)
     {
         this.logPagesMax = logPagesMax;
-        this.unwrittenRowsMax = unwrittenRowsMax;
+        this.unwrittenRowsMax = unwrittenRowsMax ?? Projector.UnwrittenRowsMax;
         Directory.CreateDirectory(dataDirectory);
         DatabasePath = Path.GetFullPath(Path.Combine(dataDirectory, FileName));
         JournalPath = Path.GetFullPath(Path.Combine(dataDirectory, JournalFileName));
@@ -117,16 +118,12 @@ public sealed partial class SqliteLedgerStore : RelationalStore
     private const int JournalLogPagesMax = 4_096;
 
     /// <summary>
-    /// Takes the data folder for this store alone. A second process serving the same folder would write the journal
-    /// into the tables and forget it while the first still answers from its memory (seen: the first one's projector
-    /// then met keys already written, and stopped, and the journal had lost batches the tables lacked). The lock is
-    /// the operating system's (flock), so it ends with the process, however that ends. `tally backup` only reads.
-    /// </summary>
-    private void LockFolder() => folderLock = TakeFolder(Path.GetDirectoryName(DatabasePath)!);
-
-    /// <summary>
-    /// Holds <paramref name="dataDirectory"/> for the caller alone until the returned handle is disposed, as an open
-    /// store does (see <see cref="LockFileName"/>); `tally seed` holds it while it writes the tables directly.
+    /// Holds <paramref name="dataDirectory"/> for the caller alone until the returned handle is disposed: an open store
+    /// holds its folder, and `tally seed` holds it while it writes the tables directly. A second process serving the
+    /// same folder would write the journal into the tables and forget it while the first still answers from its
+    /// memory (seen: the first one's projector then met keys already written, and stopped, and the journal had lost
+    /// batches the tables lacked). The lock is the operating system's (flock), so it ends with the process, however
+    /// that ends. `tally backup` only reads.
     /// </summary>
     /// <exception cref="StoreOpenException">Another process (or another store in this one) holds the folder.</exception>
     public static IDisposable TakeFolder(string dataDirectory)
@@ -145,7 +142,7 @@ public sealed partial class SqliteLedgerStore : RelationalStore
 
     public override async Task InitializeAsync(CancellationToken cancellationToken)
     {
-        LockFolder();
+        folderLock = TakeFolder(Path.GetDirectoryName(DatabasePath)!);
         SqliteConnection? tables = null;
         TableWriter? tableWriter = null;
         try
