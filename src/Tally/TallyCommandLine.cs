@@ -47,8 +47,9 @@ public static class TallyCommandLine
             }
             else
             {
-                Console.WriteLine(report.Clean ? "Ledger verified: clean." : "Ledger verify found differences:");
+                Console.WriteLine(report.Clean ? "Ledger verified: clean." : $"Ledger verify found {report.DifferencesFound} differences:");
                 foreach (var difference in report.Differences) Console.WriteLine("  " + difference);
+                if (report.DifferencesFound > report.Differences.Count) Console.WriteLine($"  … and {report.DifferencesFound - report.Differences.Count} more.");
                 Console.WriteLine($"{report.OrganizationsChecked} organizations, {report.GrantsChecked} grants, {report.EntriesChecked} entries checked.");
             }
             return report.Clean ? ExitCodes.Success : ExitCodes.VerifyFoundDifferences;

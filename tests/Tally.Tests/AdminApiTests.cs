@@ -441,6 +441,7 @@ public sealed class AdminApiTests(TallyServerFixture server) : IClassFixture<Tal
         Assert.True(report.Long("organizationsChecked") >= 1);
         Assert.True(report.Long("grantsChecked") >= 1);
         Assert.True(report.Long("entriesChecked") >= 2);
+        Assert.Equal(0, report.Long("differencesFound"));
         Assert.Empty(report.Json!["differences"]!.AsArray());
     }
 }

@@ -79,7 +79,13 @@ public sealed record Page<T>(IReadOnlyList<T> Items, string? NextCursor);
 
 public sealed record UsageBucket(string Key, long Consumed, long Refunded, long Count);
 
-public sealed record VerifyReport(bool Clean, long OrganizationsChecked, long GrantsChecked, long EntriesChecked, IReadOnlyList<string> Differences);
+/// <summary>
+/// What a verify pass checked and found: <see cref="DifferencesFound"/> counts every difference, and
+/// <see cref="Differences"/> lists the first of them (a damaged store of a million organizations would otherwise
+/// answer a million lines).
+/// </summary>
+public sealed record VerifyReport(
+    bool Clean, long OrganizationsChecked, long GrantsChecked, long EntriesChecked, long DifferencesFound, IReadOnlyList<string> Differences);
 
 /// <summary>Results kept with an idempotency key, so that a replay answers exactly what the first request did.</summary>
 [JsonSourceGenerationOptions(JsonSerializerDefaults.Web)]

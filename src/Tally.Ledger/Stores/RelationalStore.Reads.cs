@@ -117,10 +117,12 @@ public abstract partial class RelationalStore
     public virtual async Task<VerifyReport> VerifyAsync(CancellationToken cancellationToken)
     {
         var differences = new List<string>();
+        long differencesFound = 0;
         void Add(IEnumerable<string> found)
         {
             foreach (var difference in found)
             {
+                differencesFound++;
                 if (differences.Count < DifferencesListedMax) differences.Add(difference);
             }
         }
@@ -154,9 +156,9 @@ public abstract partial class RelationalStore
         var counts = await QueryAsync(
             "SELECT (SELECT COUNT(*) FROM organizations), (SELECT COUNT(*) FROM grants), (SELECT COUNT(*) FROM ledger_entries)",
             reader => (Long(reader, 0), Long(reader, 1), Long(reader, 2)), cancellationToken);
-        differences.AddRange(await VerifyMemoryAsync(cancellationToken));
+        Add(await VerifyMemoryAsync(cancellationToken));
         var (organizations, grants, entries) = counts[0];
-        return new VerifyReport(differences.Count == 0, organizations, grants, entries, differences);
+        return new VerifyReport(differencesFound == 0, organizations, grants, entries, differencesFound, differences);
     }
 
     /// <summary>A store that serves state from memory checks it against the database here.</summary>

@@ -15,7 +15,7 @@ public abstract partial class RelationalStore : ILedgerStore
     public const int DueOrganizationsPageMax = 1_000;
 
     /// <summary>Differences a verify pass lists in full; past this it only counts them.</summary>
-    private const int DifferencesListedMax = 100;
+    public const int DifferencesListedMax = 100;
 
     public abstract bool IsSoleWriter { get; }
     public abstract Task InitializeAsync(CancellationToken cancellationToken);

@@ -1,4 +1,5 @@
 using Tally.Ledger.Engine;
+using Tally.Ledger.Stores;
 using Tally.Ledger.Stores.Sqlite;
 using Tally.Ledger.Tests.Contract;
 using static Tally.Ledger.Tests.Contract.LedgerHarness;
@@ -117,6 +118,32 @@ public sealed class SqliteVerifyTests(SqliteStoreFactory factory) : IClassFixtur
 
         SqliteFile.Execute(file, "UPDATE grants SET remaining = 100 WHERE id = @id", ("@id", grant));
         SqliteFile.Execute(file, "DELETE FROM ledger_entries WHERE kind = 'adjustment' AND grant_id = @grant", ("@grant", grant));
+    }
+
+    [Fact]
+    public async Task VerifyListsTheFirstDifferencesAndCountsEveryOne()
+    {
+        await using var ledger = await LedgerHarness.StartAsync(factory);
+        // Each damaged grant is two differences: its remaining against the ledger, and the disk against memory.
+        var damaged = RelationalStore.DifferencesListedMax;
+        var organizations = new List<string>();
+        for (var index = 0; index < damaged; index++) organizations.Add(await ledger.OrganizationAsync(100));
+        var file = SqliteFile.PathOf(ledger);
+        foreach (var organization in organizations)
+        {
+            Assert.Equal(1, SqliteFile.Execute(file, "UPDATE grants SET remaining = remaining - 1 WHERE organization_id = @organization",
+                ("@organization", organization)));
+        }
+
+        var report = await ledger.Engine.Store.VerifyAsync(CancellationToken.None);
+        Assert.False(report.Clean);
+        Assert.Equal(2 * damaged, report.DifferencesFound);
+        Assert.Equal(RelationalStore.DifferencesListedMax, report.Differences.Count);
+
+        foreach (var organization in organizations)
+        {
+            SqliteFile.Execute(file, "UPDATE grants SET remaining = remaining + 1 WHERE organization_id = @organization", ("@organization", organization));
+        }
     }
 
     [Fact]
