@@ -5,6 +5,7 @@ using Tally.Auth;
 using Tally.Balances;
 using Tally.Compatibility;
 using Tally.Consumptions;
+using Tally.Dashboard;
 using Tally.Holds;
 using Tally.Ledger.Engine;
 using Tally.Ledger.Stores;
@@ -71,6 +72,7 @@ public sealed class TallyServer
         app.MapCompatibility();
         app.MapOrganizationApi();
         app.MapAdmin();
+        app.MapDashboard();
         // Only the v1 document exists: another name is answered like any unknown path (404 in the problem
         // envelope), not with the OpenAPI package's own plain-text 404.
         app.MapOpenApi().AddEndpointFilter((context, next) =>
