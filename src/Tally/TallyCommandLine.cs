@@ -1,7 +1,9 @@
 using System.CommandLine;
 using System.Text.Json;
 using Tally.Hosting;
+using Microsoft.Data.Sqlite;
 using Tally.Ledger.Engine;
+using Tally.Ledger.Stores.Sqlite;
 
 namespace Tally;
 
@@ -29,6 +31,7 @@ public static class TallyCommandLine
         serve.SetAction(async (parse, cancellationToken) =>
         {
             var options = Options(parse, dataDirectory, urls, store, connection);
+            TallyOptions.CheckUrls(options.Urls);
             var app = TallyServer.Build(options);
             await app.RunAsync();
             return ExitCodes.Success;
@@ -38,6 +41,12 @@ public static class TallyCommandLine
         verify.SetAction(async (parse, cancellationToken) =>
         {
             var options = Options(parse, dataDirectory, urls, store, connection);
+            // A mistyped folder would otherwise be a new, empty store, and verify would call it clean.
+            if (options.Store == StoreKind.Sqlite && !File.Exists(Path.Combine(options.DataDirectory, SqliteLedgerStore.FileName)))
+            {
+                Console.Error.WriteLine($"No Tally store at {Path.GetFullPath(options.DataDirectory)} (it has no {SqliteLedgerStore.FileName}); give the store's folder with --data-dir.");
+                return ExitCodes.Failure;
+            }
             await using var engine = new LedgerEngine(TallyServer.CreateStore(options), TimeProvider.System);
             await engine.StartAsync(cancellationToken);
             var report = await engine.Store.VerifyAsync(cancellationToken);
@@ -67,26 +76,37 @@ public static class TallyCommandLine
             }
             try
             {
-                await Tally.Ledger.Stores.Sqlite.SqliteLedgerStore.BackupAsync(options.DataDirectory, parse.GetValue(target)!, cancellationToken);
+                await SqliteLedgerStore.BackupAsync(options.DataDirectory, parse.GetValue(target)!, cancellationToken);
             }
-            catch (IOException exception)
+            catch (Exception exception) when (exception is IOException or UnauthorizedAccessException or SqliteException)
             {
                 Console.Error.WriteLine(exception.Message);
                 return ExitCodes.Failure;
             }
-            Console.WriteLine($"Backed up {Path.Combine(options.DataDirectory, Tally.Ledger.Stores.Sqlite.SqliteLedgerStore.FileName)} to {Path.GetFullPath(parse.GetValue(target)!)}.");
+            Console.WriteLine($"Backed up {Path.Combine(options.DataDirectory, SqliteLedgerStore.FileName)} to {Path.GetFullPath(parse.GetValue(target)!)}.");
             return ExitCodes.Success;
         });
 
         var organizations = new Option<int>("--organizations") { Description = "Organizations to create.", DefaultValueFactory = _ => 1_000 };
         var entries = new Option<int>("--entries-per-organization") { Description = "Ledger entries per organization (one grant, the rest consumptions).", DefaultValueFactory = _ => 10 };
-        var keysFile = new Option<string>("--keys-file") { Description = "Where to write keys (pk:sk per line) for load tests.", DefaultValueFactory = _ => "keys.txt" };
+        var keysFile = new Option<string>("--keys-file")
+            { Description = "Where to write keys (pk:sk per line, live secrets) for load tests; a file there is replaced.", DefaultValueFactory = _ => "keys.txt" };
         var keysCount = new Option<int>("--keys") { Description = "How many keys to write to the keys file.", DefaultValueFactory = _ => 1_000 };
-        var seed = new Command("seed", "Fills an empty SQLite store with organizations and ledger entries, for the scale benchmark.")
+        var seed = new Command("seed",
+                "Fills an empty SQLite store with organizations and ledger entries, for the scale benchmark. It writes without a journal: " +
+                "if it is stopped, delete the folder and seed again.")
             { dataDirectory, organizations, entries, keysFile, keysCount };
         seed.SetAction(async (parse, cancellationToken) =>
         {
             var options = Options(parse, dataDirectory, urls, store, connection);
+            if (parse.GetValue(organizations) < 1 || parse.GetValue(entries) < 1 || parse.GetValue(keysCount) < 0)
+            {
+                throw new ArgumentException("--organizations and --entries-per-organization must be at least 1, and --keys at least 0.");
+            }
+            if (Path.GetDirectoryName(Path.GetFullPath(parse.GetValue(keysFile)!)) is { } keysFolder && !Directory.Exists(keysFolder))
+            {
+                throw new ArgumentException($"--keys-file: the folder {keysFolder} does not exist.");
+            }
             return await Seeding.Seeder.SeedAsync(options.DataDirectory, parse.GetValue(organizations), parse.GetValue(entries),
                 parse.GetValue(keysFile)!, parse.GetValue(keysCount));
         });
@@ -97,11 +117,17 @@ public static class TallyCommandLine
     /// <summary>Command-line options override `TALLY_*` variables, which override appsettings.json.</summary>
     private static TallyOptions Options(ParseResult parse, Option<string?> dataDirectory, Option<string?> urls, Option<string?> store, Option<string?> connection)
     {
-        var configuration = new ConfigurationBuilder()
-            .AddJsonFile(Path.Combine(Directory.GetCurrentDirectory(), "appsettings.json"), optional: true)
-            .AddEnvironmentVariables("TALLY_")
-            .Build();
-        var options = TallyOptions.FromConfiguration(configuration);
+        var settingsFile = Path.Combine(Directory.GetCurrentDirectory(), "appsettings.json");
+        IConfiguration settings;
+        try
+        {
+            settings = new ConfigurationBuilder().AddJsonFile(settingsFile, optional: true).Build();
+        }
+        catch (InvalidDataException exception)
+        {
+            throw new ArgumentException($"{settingsFile} is not valid JSON: {exception.InnerException?.Message ?? exception.Message}");
+        }
+        var options = TallyOptions.FromConfiguration(new ConfigurationBuilder().AddEnvironmentVariables("TALLY_").Build(), settings);
         return options with
         {
             DataDirectory = parse.GetValue(dataDirectory) ?? options.DataDirectory,

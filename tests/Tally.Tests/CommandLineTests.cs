@@ -36,6 +36,96 @@ public sealed class CommandLineTests : IDisposable
         Assert.DoesNotContain("Unhandled exception", output);
     }
 
+    [Theory]
+    [InlineData("http://localhots:5288")]
+    [InlineData("http://256.1.1.1:5288")]
+    [InlineData("https://127.0.0.1:5288")]
+    [InlineData("http://127.0.0.1:5288/path")]
+    [InlineData("http://127.0.0.1")]
+    [InlineData("notaurl")]
+    [InlineData("")]
+    public async Task ServeRefusesAnAddressThatKestrelWouldTakeOtherwiseThanItReads(string urls)
+    {
+        // A host name other than localhost (a typo of an address) would listen on every interface; https has no
+        // certificate; a path or a missing port is not what the operator meant either.
+        var (exitCode, output) = await TallyProcess.RunAsync(root, "serve", "--urls", urls, "--data-dir", DataDirectory);
+
+        Assert.True(exitCode == ExitCodes.UsageError, $"exit code {exitCode}:\n{output}");
+        Assert.StartsWith("--urls", output);
+        Assert.DoesNotContain("Unhandled exception", output);
+        Assert.False(Directory.Exists(DataDirectory), "refused before the store opened");
+    }
+
+    [Fact]
+    public async Task ASettingThatIsNotValidIsRefusedRatherThanReplacedByItsDefault()
+    {
+        await File.WriteAllTextAsync(Path.Combine(root, "appsettings.json"), """{"Tally": {"RateLimitPerSecond": "lots"}}""");
+
+        var (exitCode, output) = await TallyProcess.RunAsync(root, "serve", "--urls", "http://127.0.0.1:0", "--data-dir", DataDirectory);
+
+        Assert.True(exitCode == ExitCodes.UsageError, $"exit code {exitCode}:\n{output}");
+        Assert.Contains("Tally:RateLimitPerSecond must be a whole number of at least 1; it is 'lots'.", output);
+    }
+
+    [Fact]
+    public async Task AKeyAtTheTopOfTheSettingsFileIsNotTakenForTheTallySectionsOwn()
+    {
+        await using (var store = new SqliteLedgerStore(DataDirectory)) await store.InitializeAsync(CancellationToken.None);
+        // TALLY_STORE is read as the key "STORE"; the file's top-level "Store" used to be read as if it were that variable.
+        await File.WriteAllTextAsync(Path.Combine(root, "appsettings.json"), """{"Store": "not-a-store", "Tally": {}}""");
+
+        var (exitCode, output) = await TallyProcess.RunAsync(root, "verify", "--data-dir", DataDirectory);
+
+        Assert.True(exitCode == ExitCodes.Success, $"exit code {exitCode}:\n{output}");
+    }
+
+    [Fact]
+    public async Task VerifyOfAFolderWithoutAStoreSaysSoAndCreatesNothing()
+    {
+        var mistyped = Path.Combine(root, "mistyped");
+
+        var (exitCode, output) = await TallyProcess.RunAsync(root, "verify", "--data-dir", mistyped);
+
+        // Before, it created an empty store there and reported it clean.
+        Assert.True(exitCode == ExitCodes.Failure, $"exit code {exitCode}:\n{output}");
+        Assert.Contains($"No Tally store at {mistyped}", output);
+        Assert.False(Directory.Exists(mistyped));
+    }
+
+    [Fact]
+    public async Task AFileThatIsNotADatabaseIsRefusedInOneLineByServeVerifyAndBackup()
+    {
+        Directory.CreateDirectory(DataDirectory);
+        await File.WriteAllTextAsync(Path.Combine(DataDirectory, SqliteLedgerStore.FileName), "half of a copy");
+        var backups = Directory.CreateDirectory(Path.Combine(root, "backups")).FullName;
+
+        foreach (var arguments in new[]
+        {
+            new[] { "serve", "--urls", "http://127.0.0.1:0", "--data-dir", DataDirectory },
+            ["verify", "--data-dir", DataDirectory],
+            ["backup", "--data-dir", DataDirectory, "--to", Path.Combine(backups, "tally-backup.db")],
+        })
+        {
+            var (exitCode, output) = await TallyProcess.RunAsync(root, arguments);
+
+            Assert.True(exitCode == ExitCodes.Failure, $"{arguments[0]}: exit code {exitCode}:\n{output}");
+            Assert.Contains("file is not a database", output);
+            Assert.DoesNotContain("Unhandled exception", output);
+        }
+        // A backup that failed leaves nothing under the target's name, nor a partial file beside it.
+        Assert.Empty(Directory.GetFileSystemEntries(backups));
+    }
+
+    [Fact]
+    public async Task SeedRefusesCountsBelowOneInsteadOfReportingANegativeSeed()
+    {
+        var (exitCode, output) = await TallyProcess.RunAsync(root, "seed", "--data-dir", DataDirectory, "--organizations", "-5");
+
+        Assert.True(exitCode == ExitCodes.UsageError, $"exit code {exitCode}:\n{output}");
+        Assert.Contains("--organizations and --entries-per-organization must be at least 1", output);
+        Assert.False(Directory.Exists(DataDirectory));
+    }
+
     [Fact]
     public async Task ServeOnAnAddressAnotherProcessListensOnExitsWithOneLineThatSaysSo()
     {

@@ -1,3 +1,6 @@
+using System.Globalization;
+using System.Net;
+
 namespace Tally.Hosting;
 
 public enum StoreKind { Sqlite, Postgres }
@@ -26,23 +29,69 @@ public sealed record TallyOptions
     /// <summary>Logs at Information and above unless set; tests lower the noise with Warning.</summary>
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
 
-    /// <summary>Reads the `TALLY_*` variables (as configuration keys without the prefix) and the `Tally` section.</summary>
-    public static TallyOptions FromConfiguration(IConfiguration configuration)
+    /// <summary>
+    /// Reads the `TALLY_*` variables (<paramref name="environment"/>, keys without the prefix) and the `Tally` section
+    /// of appsettings.json (<paramref name="settings"/>); the two are read apart, so that a key at the file's top level
+    /// is not taken for a variable. A value that is set but not valid is refused (<see cref="ArgumentException"/>),
+    /// not replaced by the default.
+    /// </summary>
+    public static TallyOptions FromConfiguration(IConfiguration environment, IConfiguration settings)
     {
-        string? Read(string environmentName, string sectionName) =>
-            configuration[environmentName] is { Length: > 0 } value ? value : configuration["Tally:" + sectionName];
+        (string? Value, string Name) Read(string environmentName, string sectionName) =>
+            environment[environmentName] is { Length: > 0 } value ? (value, "TALLY_" + environmentName) : (settings["Tally:" + sectionName], "Tally:" + sectionName);
+        int? Positive(string environmentName, string sectionName)
+        {
+            var (text, name) = Read(environmentName, sectionName);
+            if (text is null) return null;
+            return int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var number) && number > 0
+                ? number
+                : throw new ArgumentException($"{name} must be a whole number of at least 1; it is '{text}'.");
+        }
         var options = new TallyOptions();
-        var store = Read("STORE", "Store");
+        var store = Read("STORE", "Store").Value;
         return options with
         {
-            DataDirectory = Read("DATA_DIR", "DataDir") ?? options.DataDirectory,
-            Urls = Read("URLS", "Urls") ?? options.Urls,
+            DataDirectory = Read("DATA_DIR", "DataDir").Value ?? options.DataDirectory,
+            Urls = Read("URLS", "Urls").Value ?? options.Urls,
             Store = store is null ? options.Store : ParseStore(store),
-            Connection = Read("CONNECTION", "Connection"),
-            OperatorKey = Read("OPERATOR_KEY", "OperatorKey"),
-            SweepInterval = int.TryParse(Read("SWEEP_SECONDS", "SweepSeconds"), out var seconds) && seconds > 0 ? TimeSpan.FromSeconds(seconds) : options.SweepInterval,
-            RateLimitPerSecond = int.TryParse(Read("RATE_LIMIT_PER_SECOND", "RateLimitPerSecond"), out var rate) && rate > 0 ? rate : options.RateLimitPerSecond,
+            Connection = Read("CONNECTION", "Connection").Value,
+            OperatorKey = Read("OPERATOR_KEY", "OperatorKey").Value,
+            SweepInterval = Positive("SWEEP_SECONDS", "SweepSeconds") is { } seconds ? TimeSpan.FromSeconds(seconds) : options.SweepInterval,
+            RateLimitPerSecond = Positive("RATE_LIMIT_PER_SECOND", "RateLimitPerSecond") ?? options.RateLimitPerSecond,
         };
+    }
+
+    /// <summary>
+    /// Refuses addresses that Kestrel would take otherwise than they read: a host name other than localhost (Kestrel
+    /// listens on every interface for one, so a typo of 127.0.0.1 would open the admin API to the network), https
+    /// (no certificate is configured), a path, or no port. <paramref name="urls"/> is `;`-separated, as Kestrel's.
+    /// </summary>
+    public static void CheckUrls(string urls)
+    {
+        const string Example = "such as http://127.0.0.1:5080, http://localhost:5080, or http://*:5080 for every interface";
+        var addresses = urls.Split(';', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        if (addresses.Length == 0) throw new ArgumentException($"--urls is empty: give an address to listen on, {Example}.");
+        foreach (var address in addresses)
+        {
+            BindingAddress parsed;
+            try
+            {
+                parsed = BindingAddress.Parse(address);
+            }
+            catch (FormatException)
+            {
+                throw new ArgumentException($"--urls: '{address}' is not an address; give one {Example}.");
+            }
+            var host = parsed.Host.Trim('[', ']');
+            var problem =
+                !parsed.Scheme.Equals("http", StringComparison.OrdinalIgnoreCase) ? "only http:// is served (put a TLS proxy in front for https)"
+                : !(host is "*" or "+" || host.Equals("localhost", StringComparison.OrdinalIgnoreCase) || IPAddress.TryParse(host, out _))
+                    ? "the host must be an IP address, localhost, or * for every interface"
+                : parsed.PathBase.Length > 0 ? "an address has no path"
+                : parsed.Port is < 0 or > 65_535 || !address.Contains(':' + parsed.Port.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal) ? "give a port (from 1 to 65535, or 0 for any free one)"
+                : null;
+            if (problem is not null) throw new ArgumentException($"--urls: '{address}': {problem}; give an address {Example}.");
+        }
     }
 
     public static StoreKind ParseStore(string text) => text.ToLowerInvariant() switch

@@ -37,6 +37,8 @@ public sealed class SqliteJournalTests : IDisposable
         var backup = Path.Combine(root, "backup.db");
         var (organization, receipts) = await ConsumeWhileTheTablesAreLockedAsync(directory,
             () => SqliteLedgerStore.BackupAsync(directory, backup, CancellationToken.None));
+        // The copy was written under a temporary name and renamed when complete: nothing else is left beside it.
+        Assert.Empty(Directory.GetFiles(root, "*.partial*"));
 
         // Restored as docs/operations.md says: the backup file is tally.db in an empty data folder.
         var restored = Path.Combine(root, "restored");

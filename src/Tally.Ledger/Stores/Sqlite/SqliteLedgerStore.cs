@@ -61,7 +61,6 @@ public sealed partial class SqliteLedgerStore : RelationalStore
     {
         this.logPagesMax = logPagesMax;
         this.unwrittenRowsMax = unwrittenRowsMax ?? Projector.UnwrittenRowsMax;
-        Directory.CreateDirectory(dataDirectory);
         DatabasePath = Path.GetFullPath(Path.Combine(dataDirectory, FileName));
         JournalPath = Path.GetFullPath(Path.Combine(dataDirectory, JournalFileName));
         connectionString = ConnectionString(DatabasePath);
@@ -133,16 +132,29 @@ public sealed partial class SqliteLedgerStore : RelationalStore
         {
             return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
         }
-        catch (IOException error)
+        catch (IOException error) when (!Directory.Exists(path))
         {
             throw new StoreOpenException(
                 $"Another Tally store is open on {dataDirectory} (it holds {path}); stop it, or use another data folder.", error);
+        }
+        catch (Exception error) when (error is IOException or UnauthorizedAccessException)
+        {
+            throw new StoreOpenException($"Cannot take {path} to hold the data folder: {error.Message}", error);
         }
     }
 
     public override async Task InitializeAsync(CancellationToken cancellationToken)
     {
-        folderLock = TakeFolder(Path.GetDirectoryName(DatabasePath)!);
+        var dataDirectory = Path.GetDirectoryName(DatabasePath)!;
+        try
+        {
+            Directory.CreateDirectory(dataDirectory);
+        }
+        catch (Exception error) when (error is IOException or UnauthorizedAccessException)
+        {
+            throw new StoreOpenException($"Cannot use {dataDirectory} as the data folder: {error.Message}", error);
+        }
+        folderLock = TakeFolder(dataDirectory);
         SqliteConnection? tables = null;
         TableWriter? tableWriter = null;
         try
@@ -180,7 +192,7 @@ public sealed partial class SqliteLedgerStore : RelationalStore
             await lookupConnection.OpenAsync(cancellationToken);
             projector = new Projector(tableWriter, checkpointer, journaledThrough, unwrittenRowsMax);
         }
-        catch
+        catch (Exception error)
         {
             if (tableWriter is null) tables?.Dispose();
             else tableWriter.Dispose();
@@ -193,6 +205,12 @@ public sealed partial class SqliteLedgerStore : RelationalStore
             journalConnection?.Dispose();
             journalConnection = null;
             ReleaseFolder();
+            // A file that is not a SQLite database (a partial copy, say), one SQLite cannot open, or a folder it
+            // cannot write: the operator's to fix, so one line says which file and why.
+            if (error is SqliteException or IOException or UnauthorizedAccessException)
+            {
+                throw new StoreOpenException($"Cannot open the store in {dataDirectory}: {error.Message}", error);
+            }
             throw;
         }
     }
@@ -266,13 +284,34 @@ public sealed partial class SqliteLedgerStore : RelationalStore
     /// An online, consistent copy of the store in one file: `VACUUM INTO` reads one snapshot of tally.db while the
     /// server keeps writing and writes a compact copy, into which the journaled batches that snapshot lacks are
     /// then written; the file is itself a complete store (restore = copy it to `tally.db` in an empty data folder).
+    /// The copy is written under a temporary name beside the target, synced, and renamed to the target only when
+    /// complete: a backup that is stopped or fails midway leaves no file under the target's name that looks like a
+    /// backup (a killed one leaves its `.partial` file, which is safe to delete).
     /// </summary>
+    /// <exception cref="IOException">No store in the folder, or a target that exists, is a folder, or has no folder.</exception>
     public static async Task BackupAsync(string dataDirectory, string targetFile, CancellationToken cancellationToken)
     {
         var source = Path.Combine(dataDirectory, FileName);
         if (!File.Exists(source)) throw new FileNotFoundException($"No Tally store at {source}.");
         var target = Path.GetFullPath(targetFile);
-        if (File.Exists(target)) throw new IOException($"{target} exists already; choose a new file.");
+        if (File.Exists(target) || Directory.Exists(target)) throw new IOException($"{target} exists already; choose a new file.");
+        if (!Directory.Exists(Path.GetDirectoryName(target))) throw new IOException($"The folder of {target} does not exist; create it first.");
+        var partial = $"{target}.{Guid.NewGuid():N}.partial";
+        try
+        {
+            await CopyAsync(dataDirectory, source, partial, cancellationToken);
+            await using (var file = new FileStream(partial, FileMode.Open, FileAccess.ReadWrite)) file.Flush(flushToDisk: true);
+            File.Move(partial, target, overwrite: false);
+        }
+        finally
+        {
+            // Nothing of a copy that failed is left (after the rename there is nothing under these names).
+            foreach (var suffix in (string[])["", "-journal", "-wal", "-shm"]) File.Delete(partial + suffix);
+        }
+    }
+
+    private static async Task CopyAsync(string dataDirectory, string source, string target, CancellationToken cancellationToken)
+    {
         // The journal is read first: rows leave it only once the tables hold them, so whatever the tables' copy
         // below lacks is still in what was read here.
         var journal = Path.Combine(dataDirectory, JournalFileName);
