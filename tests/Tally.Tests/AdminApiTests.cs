@@ -177,6 +177,8 @@ public sealed class AdminApiTests(TallyServerFixture server) : IClassFixture<Tal
         Assert.Equal(2, keys.Count);
         var listedKey = keys.Single(key => key!["id"]!.GetValue<string>() == created.String("id"))!;
         Assert.Equal(created.String("publicKey"), listedKey["publicKey"]!.GetValue<string>());
+        // The time the key was created is the same, to the millisecond Tally stores, when it is created and when listed.
+        Assert.Equal(created.String("createdAt"), listedKey["createdAt"]!.GetValue<string>());
         Assert.Null(listedKey["revokedAt"]);
         await server.AssertLedgerVerifiedAsync();
     }
@@ -398,9 +400,13 @@ public sealed class AdminApiTests(TallyServerFixture server) : IClassFixture<Tal
 
         var listed = (await AdminAsync(HttpMethod.Get, Organizations(organization.Id, "assistants"))).Expect(HttpStatusCode.OK);
         Assert.Equal(added.String("id"), Assert.Single(listed.Json!.AsArray())!["id"]!.GetValue<string>());
+        var one = (await AdminAsync(HttpMethod.Get, Organizations(organization.Id, "assistants/" + added.String("id")))).Expect(HttpStatusCode.OK);
+        Assert.Equal(added.Text, one.Text);
+        (await AdminAsync(HttpMethod.Get, Organizations(organization.Id, "assistants/" + Guid.NewGuid()))).ExpectProblem(HttpStatusCode.NotFound, "not_found");
 
         (await AdminAsync(HttpMethod.Delete, Organizations(organization.Id, "assistants/" + added.String("id")))).Expect(HttpStatusCode.NoContent);
         (await AdminAsync(HttpMethod.Delete, Organizations(organization.Id, "assistants/" + added.String("id")))).ExpectProblem(HttpStatusCode.NotFound, "not_found");
+        (await AdminAsync(HttpMethod.Get, Organizations(organization.Id, "assistants/" + added.String("id")))).ExpectProblem(HttpStatusCode.NotFound, "not_found");
         Assert.Empty((await AdminAsync(HttpMethod.Get, Organizations(organization.Id, "assistants"))).Expect(HttpStatusCode.OK).Json!.AsArray());
         Assert.False((await server.BalanceAsync(organization.Key))["hasAssistant"]!.GetValue<bool>());
         (await AdminAsync(HttpMethod.Post, Organizations(organization.Id, "assistants"), new { })).ExpectProblem(HttpStatusCode.BadRequest, "validation_failed");

@@ -144,6 +144,8 @@ public sealed class MalformedRequestTests(TallyServerFixture server) : IClassFix
         yield return new("identifier over 256 characters", invalid, validation, target => Consume(target, "{\"identifier\":\"" + new string('i', 257) + "\",\"idempotencyKey\":\"k\"}"));
 
         // Metadata beyond SPEC §3's 16 string pairs of up to 256 characters.
+        yield return new("metadata value of 257 characters", invalid, validation,
+            target => Consume(target, "{\"idempotencyKey\":\"k\",\"metadata\":{\"a\":\"" + string.Concat(Enumerable.Repeat("é", 257)) + "\"}}"));
         yield return new("metadata with 17 pairs", invalid, validation, target => Consume(target, "{\"idempotencyKey\":\"k\",\"metadata\":" + seventeenPairs + "}"));
         yield return new("metadata with a number value", invalid, validation, target => Consume(target, "{\"idempotencyKey\":\"k\",\"metadata\":{\"tokens\":12}}"));
         yield return new("metadata with a null value", invalid, validation, target => Consume(target, "{\"idempotencyKey\":\"k\",\"metadata\":{\"a\":null}}"));

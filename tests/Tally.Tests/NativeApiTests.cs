@@ -1,4 +1,5 @@
 using System.Net;
+using Tally.Ledger.Model;
 using Tally.Tests.Infrastructure;
 
 namespace Tally.Tests;
@@ -57,6 +58,20 @@ public sealed class NativeApiTests(TallyServerFixture server) : IClassFixture<Ta
         Assert.Equal("assistant-7", receipt.String("assistantId"));
         Assert.Equal("user-42", receipt.String("identifier"));
         Assert.Equal(97, (await server.BalanceAsync(organization.Key))["remaining"]!.GetValue<long>());
+        await server.AssertLedgerVerifiedAsync();
+    }
+
+    [Fact]
+    public async Task MetadataValuesAreCountedInCharactersNotInUtf16Units()
+    {
+        var organization = await server.CreateOrganizationAsync(creditsPerPeriod: 100);
+        // 256 emoji: 256 characters, which .NET's string length counts as 512.
+        var emoji = string.Concat(Enumerable.Repeat("\U0001F600", Limits.TextLengthMax));
+
+        (await PostAsync(organization.Key, "/v1/consumptions", new { idempotencyKey = "emoji", metadata = new Dictionary<string, string> { ["face"] = emoji } }))
+            .Expect(HttpStatusCode.Created);
+        (await PostAsync(organization.Key, "/v1/consumptions", new { idempotencyKey = "one-more", metadata = new Dictionary<string, string> { ["face"] = emoji + "a" } }))
+            .ExpectProblem(HttpStatusCode.BadRequest, "validation_failed");
         await server.AssertLedgerVerifiedAsync();
     }
 

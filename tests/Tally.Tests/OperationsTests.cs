@@ -27,6 +27,24 @@ public sealed class OperationsTests(TallyServerFixture server) : IClassFixture<T
         Assert.Equal("{\"status\":\"ready\"}", ready.Text);
     }
 
+    [Theory]
+    [InlineData("/healthz", null)]
+    [InlineData("/v1/balance", "key")]
+    [InlineData("/", null)]
+    public async Task HeadAnswersWithTheHeadersOfGetAndNoBody(string path, string? authorization)
+    {
+        var organization = await server.CreateOrganizationAsync();
+        var bearer = authorization is null ? null : organization.Key.Bearer;
+        using var get = await server.SendAsync(HttpMethod.Get, path, bearer);
+        using var head = await server.SendAsync(HttpMethod.Head, path, bearer);
+
+        Assert.Equal(HttpStatusCode.OK, get.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, head.StatusCode);
+        Assert.Equal(get.Content.Headers.ContentType, head.Content.Headers.ContentType);
+        Assert.NotEmpty(await get.Content.ReadAsByteArrayAsync());
+        Assert.Empty(await head.Content.ReadAsByteArrayAsync());
+    }
+
     [Fact]
     public void NoConfigurationFileIsWatchedForChanges()
     {
@@ -69,7 +87,8 @@ public sealed class OperationsTests(TallyServerFixture server) : IClassFixture<T
             "GET /v1/admin/organizations/{id}/keys", "DELETE /v1/admin/organizations/{id}/keys/{keyId}",
             "PUT /v1/admin/organizations/{id}/subscription", "DELETE /v1/admin/organizations/{id}/subscription",
             "POST /v1/admin/organizations/{id}/grants", "POST /v1/admin/organizations/{id}/assistants",
-            "GET /v1/admin/organizations/{id}/assistants", "DELETE /v1/admin/organizations/{id}/assistants/{assistantId}",
+            "GET /v1/admin/organizations/{id}/assistants", "GET /v1/admin/organizations/{id}/assistants/{assistantId}",
+            "DELETE /v1/admin/organizations/{id}/assistants/{assistantId}",
             "GET /v1/admin/organizations/{id}/balance", "GET /v1/admin/organizations/{id}/usage", "GET /v1/admin/organizations/{id}/ledger",
             "GET /v1/admin/verify",
         ];

@@ -118,7 +118,8 @@ public sealed class LedgerEngine : IAsyncDisposable
     /// <summary>Creates a key; the secret is returned here once and only its SHA-256 hash is stored.</summary>
     public async Task<Outcome<ApiKeyCreated>> CreateKeyAsync(string organizationId, string? name, KeyScopes scopes)
     {
-        var now = time.GetUtcNow();
+        // Whole milliseconds, as the store keeps it: the answer shows the time a later read of the key shows.
+        var now = WholeMilliseconds(time.GetUtcNow());
         var secret = KeyMaterial.NewSecretKey();
         var record = new ApiKeyRecord(Guid.CreateVersion7(now).ToString(), organizationId, name, KeyMaterial.NewPublicKey(),
             KeyMaterial.Sha256Hex(secret), scopes, now, null);

@@ -1,3 +1,4 @@
+using System.Globalization;
 using Tally.Ledger.Model;
 
 namespace Tally.Ledger.Engine;
@@ -182,7 +183,7 @@ internal abstract class SettleCommand<T>(string organizationId, string holdId, s
         var settled = context.FindSettledHold(state.Id, holdId);
         if (settled is null) return Outcome<T>.Failure(LedgerError.NotFound("The hold"));
         return settled.Status == HoldStatus.Expired
-            ? Outcome<T>.Failure(new LedgerError(ErrorCode.HoldExpired, $"The hold expired at {settled.Hold.ExpiresAt:O} and its credits were released."))
+            ? Outcome<T>.Failure(new LedgerError(ErrorCode.HoldExpired, string.Create(CultureInfo.InvariantCulture, $"The hold expired at {settled.Hold.ExpiresAt:yyyy-MM-dd'T'HH:mm:ss.fffzzz} and its credits were released.")))
             : Outcome<T>.Failure(new LedgerError(ErrorCode.HoldAlreadySettled, $"The hold was already {Names.Of(settled.Status)}."));
     }
 

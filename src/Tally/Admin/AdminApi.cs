@@ -42,6 +42,7 @@ public static class AdminApi
         admin.MapPost("/organizations/{id}/grants", Grant).WithBody<GrantBody>().WithName("Grant");
         admin.MapPost("/organizations/{id}/assistants", AddAssistant).WithBody<AssistantBody>().WithName("AddAssistant");
         admin.MapGet("/organizations/{id}/assistants", ListAssistants).WithName("ListAssistants");
+        admin.MapGet("/organizations/{id}/assistants/{assistantId}", GetAssistant).WithName("GetAssistant");
         admin.MapDelete("/organizations/{id}/assistants/{assistantId}", RemoveAssistant).WithName("RemoveAssistant");
         admin.MapGet("/organizations/{id}/balance", (string id, HttpContext context, LedgerEngine engine) => BalanceApi.GetBalance(id, context, engine))
             .WithName("AdminGetBalance");
@@ -70,7 +71,7 @@ public static class AdminApi
         LedgerEngine engine, string? cursor, string? limit, string? q, CancellationToken cancellationToken)
     {
         if (!Paging.TryParseLimit(limit, out var pageSize)) return Paging.LimitProblem;
-        if (q is { Length: > Limits.TextLengthMax }) return Problems.Validation("q", $"Must be at most {Limits.TextLengthMax} characters.");
+        if (q is not null && BodyReader.IsLongerThan(q, Limits.TextLengthMax)) return Problems.Validation("q", $"Must be at most {Limits.TextLengthMax} characters.");
         var page = await engine.Store.ListOrganizationsAsync(cursor, pageSize, q, cancellationToken);
         var summaries = new List<OrganizationSummary>(page.Items.Count);
         foreach (var state in page.Items)
@@ -191,8 +192,19 @@ public static class AdminApi
     {
         var state = await engine.Store.ReadOrganizationAsync(id, cancellationToken);
         if (state is null || state.Status == OrganizationStatus.Deleted) return Problems.NotFound("The organization was not found.");
-        return TypedResults.Ok<IReadOnlyList<AssistantView>>(state.Assistants.Select(assistant => new AssistantView(assistant.Id, assistant.Name, assistant.CreatedAt)).ToList());
+        return TypedResults.Ok<IReadOnlyList<AssistantView>>(state.Assistants.Select(View).ToList());
     }
+
+    public static async Task<Results<Ok<AssistantView>, ProblemHttpResult>> GetAssistant(
+        string id, string assistantId, LedgerEngine engine, CancellationToken cancellationToken)
+    {
+        var state = await engine.Store.ReadOrganizationAsync(id, cancellationToken);
+        if (state is null || state.Status == OrganizationStatus.Deleted) return Problems.NotFound("The organization was not found.");
+        var assistant = state.Assistants.FirstOrDefault(assistant => assistant.Id == assistantId);
+        return assistant is null ? Problems.NotFound("The assistant was not found.") : TypedResults.Ok(View(assistant));
+    }
+
+    private static AssistantView View(AssistantState assistant) => new(assistant.Id, assistant.Name, assistant.CreatedAt);
 
     public static async Task<Results<NoContent, ProblemHttpResult>> RemoveAssistant(string id, string assistantId, HttpContext context, LedgerEngine engine)
     {

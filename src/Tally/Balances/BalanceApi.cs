@@ -41,7 +41,7 @@ public static class BalanceApi
     {
         var balance = await engine.GetBalanceAsync(organizationId, cancellationToken);
         if (!balance.Succeeded) return Problems.From(balance.Error!);
-        var now = engine.Time.GetUtcNow();
+        var now = LedgerEngine.WholeMilliseconds(engine.Time.GetUtcNow());
         var errors = new Dictionary<string, string[]>();
         var start = ParseTime(from, "from", errors) ?? balance.Value!.Subscription.PeriodStart ?? now.AddDays(-30);
         var end = ParseTime(to, "to", errors) ?? now.AddSeconds(1);
@@ -68,7 +68,7 @@ public static class BalanceApi
     {
         if (text is null) return null;
         if (Times.TryParse(text, out var time)) return time;
-        errors[field] = ["Must be an ISO 8601 date or date and time."];
+        errors[field] = [$"Must be an ISO 8601 date or date and time, {Times.Range}."];
         return null;
     }
 }

@@ -2,6 +2,24 @@ using Tally.Operations;
 
 namespace Tally.Hosting;
 
+/// <summary>
+/// Answers HEAD as GET (RFC 9110 requires a server to support both): it runs before routing, which would otherwise
+/// answer 405 for every GET endpoint. Kestrel parsed the request as HEAD, and so sends the answer's headers
+/// without its body, whatever the endpoint writes.
+/// </summary>
+public sealed class HeadAsGet : IStartupFilter
+{
+    public Action<IApplicationBuilder> Configure(Action<IApplicationBuilder> next) => app =>
+    {
+        app.Use((context, nextMiddleware) =>
+        {
+            if (HttpMethods.IsHead(context.Request.Method)) context.Request.Method = HttpMethods.Get;
+            return nextMiddleware(context);
+        });
+        next(app);
+    };
+}
+
 public static class RequestPipeline
 {
     /// <summary>The response header carrying the request's id; the error log line of a failed request names it.</summary>

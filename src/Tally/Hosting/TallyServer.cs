@@ -60,6 +60,7 @@ public sealed class TallyServer
         builder.Services.AddSingleton<Operations.TallyMetrics>();
         builder.Services.AddSingleton<Operations.PrometheusExporter>();
         builder.Services.AddSingleton<CredentialRateLimiter>();
+        builder.Services.AddTransient<IStartupFilter, HeadAsGet>();
         builder.Services.AddOpenApi();
         configure?.Invoke(builder);
 

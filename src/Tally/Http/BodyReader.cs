@@ -83,7 +83,7 @@ public sealed class BodyReader
             return null;
         }
         var text = value.GetString()!;
-        if (text.Length > lengthMax || (required && text.Trim().Length == 0))
+        if (IsLongerThan(text, lengthMax) || (required && text.Trim().Length == 0))
         {
             Fail(field, required ? $"Must be 1 to {lengthMax} characters." : $"Must be at most {lengthMax} characters.");
             return null;
@@ -91,12 +91,18 @@ public sealed class BodyReader
         return text;
     }
 
+    /// <summary>
+    /// Whether a text has more than <paramref name="lengthMax"/> characters, counted as Unicode characters (an
+    /// emoji is one), not as the UTF-16 units .NET's Length counts (an emoji is two of those).
+    /// </summary>
+    public static bool IsLongerThan(string text, int lengthMax) => text.Length > lengthMax && text.EnumerateRunes().Count() > lengthMax;
+
     public DateTimeOffset? Time(string field)
     {
         var text = String(field, 64);
         if (text is null) return null;
         if (Times.TryParse(text, out var time)) return time;
-        Fail(field, "Must be an ISO 8601 date and time, such as 2026-01-31T00:00:00Z.");
+        Fail(field, $"Must be an ISO 8601 date and time {Times.Range}, such as 2026-01-31T00:00:00Z.");
         return null;
     }
 
@@ -126,7 +132,7 @@ public sealed class BodyReader
         foreach (var property in value.EnumerateObject())
         {
             if (pairs.Count >= Limits.MetadataPairsMax || property.Value.ValueKind != JsonValueKind.String
-                || property.Name.Length is 0 or > Limits.TextLengthMax || property.Value.GetString()!.Length > Limits.TextLengthMax)
+                || property.Name.Length == 0 || IsLongerThan(property.Name, Limits.TextLengthMax) || IsLongerThan(property.Value.GetString()!, Limits.TextLengthMax))
             {
                 Fail(field, message);
                 return null;
