@@ -98,7 +98,26 @@ public sealed class AdminApiTests(TallyServerFixture server) : IClassFixture<Tal
         (await AdminAsync(HttpMethod.Get, Organizations() + "?limit=0")).ExpectProblem(HttpStatusCode.BadRequest, "validation_failed");
         (await AdminAsync(HttpMethod.Get, Organizations() + "?limit=1001")).ExpectProblem(HttpStatusCode.BadRequest, "validation_failed");
         (await AdminAsync(HttpMethod.Get, Organizations() + "?q=" + new string('q', 257))).ExpectProblem(HttpStatusCode.BadRequest, "validation_failed");
+        (await AdminAsync(HttpMethod.Get, Organizations() + "?cursor=zz")).ExpectProblem(HttpStatusCode.BadRequest, "validation_failed");
         await server.AssertLedgerVerifiedAsync();
+    }
+
+    [Theory]
+    [InlineData("snake_case {0}", "snake_case {0}")]
+    [InlineData("100% {0}", "100% {0}")]
+    [InlineData("Österreich {0}", "Österreich {0}")]
+    [InlineData("Acme {0}", "acme {0}")]
+    public async Task SearchingOrganizationsFindsANameByItsExactTextWithWildcardCharactersAsThemselves(string name, string search)
+    {
+        var tag = Guid.NewGuid().ToString("N")[..8];
+        var created = (await AdminAsync(HttpMethod.Post, Organizations(), new { name = string.Format(name, tag) })).Expect(HttpStatusCode.Created);
+        // A near miss, where the name has a wildcard character: the name with it replaced, which a wildcard would match.
+        var nearMiss = string.Format(name, tag).Replace('_', 'x').Replace('%', 'x');
+        if (nearMiss != string.Format(name, tag)) (await AdminAsync(HttpMethod.Post, Organizations(), new { name = nearMiss })).Expect(HttpStatusCode.Created);
+
+        var found = (await AdminAsync(HttpMethod.Get, Organizations() + "?q=" + Uri.EscapeDataString(string.Format(search, tag)))).Expect(HttpStatusCode.OK);
+
+        Assert.Equal(created.String("id"), Assert.Single(found.Json!["items"]!.AsArray())!["id"]!.GetValue<string>());
     }
 
     [Fact]

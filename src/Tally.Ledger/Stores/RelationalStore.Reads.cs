@@ -45,8 +45,12 @@ public abstract partial class RelationalStore
         }
         if (!string.IsNullOrEmpty(query))
         {
-            sql += " AND (LOWER(name) LIKE @query OR external_id = @exact OR id = @exact)";
-            parameters.Add(("@query", "%" + query.ToLowerInvariant().Replace("%", "").Replace("_", "") + "%"));
+            // The term is found anywhere in the name, its % and _ as themselves (escaped, not wildcards). Case is
+            // ignored for letters that the database's LOWER folds (SQLite's folds ASCII only, PostgreSQL's every
+            // letter), and the term as typed matches too, so a name with other letters is found as it is written.
+            sql += @" AND (LOWER(name) LIKE @lowered ESCAPE '\' OR name LIKE @typed ESCAPE '\' OR external_id = @exact OR id = @exact)";
+            parameters.Add(("@lowered", "%" + EscapeLike(query.ToLowerInvariant()) + "%"));
+            parameters.Add(("@typed", "%" + EscapeLike(query) + "%"));
             parameters.Add(("@exact", query));
         }
         sql += " ORDER BY id LIMIT @limit";
@@ -58,6 +62,9 @@ public abstract partial class RelationalStore
         }
         return new Page<OrganizationState>(states, ids.Count > limit ? ids[limit - 1] : null);
     }
+
+    /// <summary>A LIKE pattern that matches <paramref name="text"/> literally, with \ as the escape character.</summary>
+    private static string EscapeLike(string text) => text.Replace(@"\", @"\\").Replace("%", @"\%").Replace("_", @"\_");
 
     public async Task<Page<LedgerEntryView>> ListEntriesAsync(string organizationId, string? cursor, int limit, CancellationToken cancellationToken)
     {

@@ -71,6 +71,8 @@ public static class AdminApi
         LedgerEngine engine, string? cursor, string? limit, string? q, CancellationToken cancellationToken)
     {
         if (!Paging.TryParseLimit(limit, out var pageSize)) return Paging.LimitProblem;
+        // The organizations' cursor is the last id of a page, as the ledger's is its last entry number.
+        if (cursor is not null && !(cursor.StartsWith("org-", StringComparison.Ordinal) && Guid.TryParse(cursor.AsSpan(4), out _))) return Paging.CursorProblem;
         if (q is not null && BodyReader.IsLongerThan(q, Limits.TextLengthMax)) return Problems.Validation("q", $"Must be at most {Limits.TextLengthMax} characters.");
         var page = await engine.Store.ListOrganizationsAsync(cursor, pageSize, q, cancellationToken);
         var summaries = new List<OrganizationSummary>(page.Items.Count);
