@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text;
 using Tally.Ledger.Model;
 
 namespace Tally.Ledger.Engine;
@@ -85,30 +87,36 @@ internal static class Rules
         }
     }
 
-    /// <summary>Issues the allowance of the period that contains <paramref name="now"/> under the current terms.</summary>
-    public static void StartPeriod(OrganizationState state, DateTimeOffset now, long rolloverCredits, BatchChanges changes)
+    /// <summary>
+    /// Issues the allowance of the period that contains <paramref name="now"/> under the current terms. A renewal
+    /// names what it renews (<paramref name="renewing"/>): its grants then have ids and creation times that follow
+    /// from that and the new period alone, not from the moment they are computed. A balance read after a boundary
+    /// computes the renewal without writing it, so every such read, and the write that follows, show the same grants.
+    /// </summary>
+    public static void StartPeriod(OrganizationState state, DateTimeOffset now, long rolloverCredits, BatchChanges changes, string? renewing = null)
     {
         var subscription = state.Subscription ?? throw new InvalidOperationException("No subscription to start a period of.");
         subscription.PeriodStart = Periods.StartContaining(subscription.Anchor, subscription.Period, now);
         subscription.PeriodEnd = Periods.EndOf(subscription.Anchor, subscription.Period, subscription.PeriodStart);
-        if (rolloverCredits > 0) AddPeriodGrant(state, GrantSource.Rollover, rolloverCredits, now, changes);
-        if (subscription.CreditsPerPeriod is > 0 and var allowance) AddPeriodGrant(state, GrantSource.Allowance, allowance, now, changes);
+        if (rolloverCredits > 0) AddPeriodGrant(state, GrantSource.Rollover, rolloverCredits, now, changes, renewing);
+        if (subscription.CreditsPerPeriod is > 0 and var allowance) AddPeriodGrant(state, GrantSource.Allowance, allowance, now, changes, renewing);
     }
 
     public static GrantState AddGrant(
         OrganizationState state, long credits, GrantSource source, int priority, DateTimeOffset effectiveAt,
-        DateTimeOffset? expiresAt, DateTimeOffset? periodStart, DateTimeOffset now, BatchChanges changes)
+        DateTimeOffset? expiresAt, DateTimeOffset? periodStart, DateTimeOffset now, BatchChanges changes,
+        string? id = null, DateTimeOffset? createdAt = null)
     {
         var grant = new GrantState
         {
-            Id = Guid.CreateVersion7(now).ToString(),
+            Id = id ?? Guid.CreateVersion7(now).ToString(),
             Credits = credits,
             Remaining = credits,
             Source = source,
             Priority = priority,
             EffectiveAt = effectiveAt,
             ExpiresAt = expiresAt,
-            CreatedAt = now,
+            CreatedAt = createdAt ?? now,
             PeriodStart = periodStart,
         };
         state.Grants.Add(grant);
@@ -127,10 +135,32 @@ internal static class Rules
         state.Grants.RemoveAll(grant => grant.Expired);
     }
 
-    private static void AddPeriodGrant(OrganizationState state, GrantSource source, long credits, DateTimeOffset now, BatchChanges changes)
+    private static void AddPeriodGrant(OrganizationState state, GrantSource source, long credits, DateTimeOffset now, BatchChanges changes, string? renewing)
     {
         var subscription = state.Subscription!;
-        AddGrant(state, credits, source, priority: 0, subscription.PeriodStart, subscription.PeriodEnd, subscription.PeriodStart, now, changes);
+        if (renewing is null)
+        {
+            AddGrant(state, credits, source, priority: 0, subscription.PeriodStart, subscription.PeriodEnd, subscription.PeriodStart, now, changes);
+            return;
+        }
+        AddGrant(state, credits, source, priority: 0, subscription.PeriodStart, subscription.PeriodEnd, subscription.PeriodStart, now, changes,
+            RenewalGrantId(state.Id, source, subscription.PeriodStart, renewing), createdAt: subscription.PeriodStart);
+    }
+
+    /// <summary>
+    /// A renewal grant's id: laid out as a version 7 id whose time is the new period's start (so it sorts among the
+    /// others by time), the rest from a hash of the organization, the grant's source, the new period and what it
+    /// renews. What it renews is the ended period and its allowance, which one organization's history renews once.
+    /// </summary>
+    private static string RenewalGrantId(string organizationId, GrantSource source, DateTimeOffset periodStart, string renewing)
+    {
+        Span<byte> bytes = stackalloc byte[32];
+        var milliseconds = periodStart.ToUnixTimeMilliseconds();
+        SHA256.HashData(Encoding.UTF8.GetBytes($"{organizationId}|{Names.Of(source)}|{milliseconds}|{renewing}"), bytes);
+        for (var index = 0; index < 6; index++) bytes[index] = (byte)(milliseconds >> (40 - 8 * index));
+        bytes[6] = (byte)(0x70 | (bytes[6] & 0x0F));
+        bytes[8] = (byte)(0x80 | (bytes[8] & 0x3F));
+        return new Guid(bytes[..16], bigEndian: true).ToString();
     }
 
     private static void ExpireHolds(OrganizationState state, DateTimeOffset now, BatchChanges changes)
@@ -162,11 +192,11 @@ internal static class Rules
         var newStart = Periods.StartContaining(subscription.Anchor, subscription.Period, now);
         var skippedPeriods = newStart > endedEnd;
 
+        var endedAllowance = state.Grants.Find(grant =>
+            grant.Source == GrantSource.Allowance && grant.PeriodStart == endedStart && !grant.Expired);
         long rollover = 0;
         if (subscription is { RolloverMax: > 0, CreditsPerPeriod: { } perPeriod })
         {
-            var endedAllowance = state.Grants.Find(grant =>
-                grant.Source == GrantSource.Allowance && grant.PeriodStart == endedStart && !grant.Expired);
             if (skippedPeriods)
             {
                 rollover = Math.Min(subscription.RolloverMax, perPeriod);
@@ -183,7 +213,7 @@ internal static class Rules
             }
         }
         state.UsedInPeriod = 0;
-        StartPeriod(state, now, rollover, changes);
+        StartPeriod(state, now, rollover, changes, renewing: $"{endedStart.ToUnixTimeMilliseconds()}/{endedEnd.ToUnixTimeMilliseconds()}/{endedAllowance?.Id}");
     }
 
     private static void ExpireGrants(OrganizationState state, DateTimeOffset now, BatchChanges changes)

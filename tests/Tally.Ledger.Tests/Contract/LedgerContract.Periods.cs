@@ -30,6 +30,29 @@ public abstract partial class LedgerContract
     }
 
     [Fact]
+    public async Task BalanceReadsAfterABoundaryShowTheRenewalsGrantsAsTheWriteThenStoresThem()
+    {
+        await using var ledger = await StartAsync();
+        var organization = await ledger.OrganizationAsync(100, rolloverMax: 20);
+        Value(await ledger.ConsumeAsync(organization, 90));
+
+        // Two reads a minute apart, both before anything writes the renewal (the sweep is not running).
+        ledger.Time.Set(FirstBoundary.AddMinutes(1));
+        var first = (await ledger.BalanceAsync(organization)).Grants;
+        ledger.Time.Set(FirstBoundary.AddMinutes(2));
+        var second = (await ledger.BalanceAsync(organization)).Grants;
+        ledger.Time.Set(FirstBoundary.AddMinutes(3));
+        Value(await ledger.ConsumeAsync(organization, 1));
+        await ledger.RestartAsync();
+        var stored = (await ledger.BalanceAsync(organization)).Grants;
+
+        Assert.Equal([("allowance", 100L), ("rollover", 10L)], first.Select(grant => (grant.Source, grant.Credits)).Order());
+        Assert.Equal(first, second);
+        Assert.Equal(first.Select(grant => (grant.Id, grant.Source, grant.Credits, grant.CreatedAt)).Order(),
+            stored.Select(grant => (grant.Id, grant.Source, grant.Credits, grant.CreatedAt)).Order());
+    }
+
+    [Fact]
     public async Task TheSweepRenewsThePeriodAndTheRenewalIsStored()
     {
         await using var ledger = await StartAsync();
