@@ -4,7 +4,16 @@ using Tally.Ledger.Stores;
 
 try
 {
-    return await TallyCommandLine.Build().Parse(args).InvokeAsync(new System.CommandLine.InvocationConfiguration { EnableDefaultExceptionHandler = false });
+    var parse = TallyCommandLine.Build().Parse(args);
+    if (parse.Errors.Count > 0)
+    {
+        // A mistyped command line is a usage error (exit code 2, as a setting that is not valid), said in a line or
+        // two on standard error, rather than the whole help on standard output.
+        foreach (var error in parse.Errors) Console.Error.WriteLine(error.Message);
+        Console.Error.WriteLine("See tally --help, or tally <command> --help.");
+        return ExitCodes.UsageError;
+    }
+    return await parse.InvokeAsync(new System.CommandLine.InvocationConfiguration { EnableDefaultExceptionHandler = false });
 }
 catch (Exception exception) when (StartRefusal(exception) is { } refusal)
 {

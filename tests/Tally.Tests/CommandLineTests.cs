@@ -117,6 +117,17 @@ public sealed class CommandLineTests : IDisposable
     }
 
     [Fact]
+    public async Task AMistypedOptionIsAUsageErrorInOneLineNotTheWholeHelp()
+    {
+        var (exitCode, output) = await TallyProcess.RunAsync(root, "serve", "--data-dri", DataDirectory);
+
+        Assert.True(exitCode == ExitCodes.UsageError, $"exit code {exitCode}:\n{output}");
+        Assert.Contains("--data-dri", output);
+        Assert.DoesNotContain("Options:", output);
+        Assert.False(Directory.Exists(DataDirectory));
+    }
+
+    [Fact]
     public async Task SeedRefusesCountsBelowOneInsteadOfReportingANegativeSeed()
     {
         var (exitCode, output) = await TallyProcess.RunAsync(root, "seed", "--data-dir", DataDirectory, "--organizations", "-5");

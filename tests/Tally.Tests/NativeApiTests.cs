@@ -62,6 +62,22 @@ public sealed class NativeApiTests(TallyServerFixture server) : IClassFixture<Ta
     }
 
     [Fact]
+    public async Task CreditsAreReadByTheirValueHoweverTheJsonNumberIsWritten()
+    {
+        var organization = await server.CreateOrganizationAsync(creditsPerPeriod: 100);
+
+        var decimalPoint = (await server.CallAsync(HttpMethod.Post, "/v1/consumptions", organization.Key.Bearer, """{"credits":2.0,"idempotencyKey":"point"}"""))
+            .Expect(HttpStatusCode.Created);
+        var exponent = (await server.CallAsync(HttpMethod.Post, "/v1/consumptions", organization.Key.Bearer, """{"credits":1E1,"idempotencyKey":"exponent"}"""))
+            .Expect(HttpStatusCode.Created);
+        (await server.CallAsync(HttpMethod.Post, "/v1/consumptions", organization.Key.Bearer, """{"credits":1.5,"idempotencyKey":"half"}"""))
+            .ExpectProblem(HttpStatusCode.BadRequest, "validation_failed");
+
+        Assert.Equal((2L, 10L, 88L), (decimalPoint.Long("credits"), exponent.Long("credits"), exponent.Long("remaining")));
+        await server.AssertLedgerVerifiedAsync();
+    }
+
+    [Fact]
     public async Task MetadataValuesAreCountedInCharactersNotInUtf16Units()
     {
         var organization = await server.CreateOrganizationAsync(creditsPerPeriod: 100);

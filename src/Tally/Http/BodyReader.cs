@@ -57,10 +57,19 @@ public sealed class BodyReader
     public long? Long(string field, long minimum, long maximum)
     {
         if (!root.TryGetProperty(field, out var value) || value.ValueKind == JsonValueKind.Null) return null;
-        if (value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out var number) && number >= minimum && number <= maximum) return number;
+        if (value.ValueKind == JsonValueKind.Number && WholeNumber(value) is { } number && number >= minimum && number <= maximum) return number;
         Fail(field, $"Must be a whole number from {minimum} to {maximum}.");
         return null;
     }
+
+    /// <summary>
+    /// A JSON number's value when it is whole, however it is written: 100, 100.0 and 1E2 are one number to JSON,
+    /// so each is 100 here; 1.5 is not whole.
+    /// </summary>
+    private static long? WholeNumber(JsonElement value) =>
+        value.TryGetInt64(out var number) ? number
+        : value.TryGetDecimal(out var exact) && decimal.Truncate(exact) == exact && exact is >= long.MinValue and <= long.MaxValue ? (long)exact
+        : null;
 
     /// <summary>Like <see cref="Long"/>, but a missing or null field is an error too.</summary>
     public long? RequiredLong(string field, long minimum, long maximum)
