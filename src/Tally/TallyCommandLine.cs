@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
-using Tally.Hosting;
 using Microsoft.Data.Sqlite;
+using Tally.Hosting;
 using Tally.Ledger.Engine;
 using Tally.Ledger.Stores.Sqlite;
 

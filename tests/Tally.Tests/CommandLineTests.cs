@@ -48,12 +48,9 @@ public sealed class CommandLineTests : IDisposable
     {
         // A host name other than localhost (a typo of an address) would listen on every interface; https has no
         // certificate; a path or a missing port is not what the operator meant either.
-        var (exitCode, output) = await TallyProcess.RunAsync(root, "serve", "--urls", urls, "--data-dir", DataDirectory);
+        var output = await AssertUsageErrorAsync("serve", "--urls", urls, "--data-dir", DataDirectory);
 
-        Assert.True(exitCode == ExitCodes.UsageError, $"exit code {exitCode}:\n{output}");
         Assert.StartsWith("--urls", output);
-        Assert.DoesNotContain("Unhandled exception", output);
-        Assert.False(Directory.Exists(DataDirectory), "refused before the store opened");
     }
 
     [Fact]
@@ -61,9 +58,8 @@ public sealed class CommandLineTests : IDisposable
     {
         await File.WriteAllTextAsync(Path.Combine(root, "appsettings.json"), """{"Tally": {"RateLimitPerSecond": "lots"}}""");
 
-        var (exitCode, output) = await TallyProcess.RunAsync(root, "serve", "--urls", "http://127.0.0.1:0", "--data-dir", DataDirectory);
+        var output = await AssertUsageErrorAsync("serve", "--urls", "http://127.0.0.1:0", "--data-dir", DataDirectory);
 
-        Assert.True(exitCode == ExitCodes.UsageError, $"exit code {exitCode}:\n{output}");
         Assert.Contains("Tally:RateLimitPerSecond must be a whole number of at least 1; it is 'lots'.", output);
     }
 
@@ -119,22 +115,18 @@ public sealed class CommandLineTests : IDisposable
     [Fact]
     public async Task AMistypedOptionIsAUsageErrorInOneLineNotTheWholeHelp()
     {
-        var (exitCode, output) = await TallyProcess.RunAsync(root, "serve", "--data-dri", DataDirectory);
+        var output = await AssertUsageErrorAsync("serve", "--data-dri", DataDirectory);
 
-        Assert.True(exitCode == ExitCodes.UsageError, $"exit code {exitCode}:\n{output}");
         Assert.Contains("--data-dri", output);
         Assert.DoesNotContain("Options:", output);
-        Assert.False(Directory.Exists(DataDirectory));
     }
 
     [Fact]
     public async Task SeedRefusesCountsBelowOneInsteadOfReportingANegativeSeed()
     {
-        var (exitCode, output) = await TallyProcess.RunAsync(root, "seed", "--data-dir", DataDirectory, "--organizations", "-5");
+        var output = await AssertUsageErrorAsync("seed", "--data-dir", DataDirectory, "--organizations", "-5");
 
-        Assert.True(exitCode == ExitCodes.UsageError, $"exit code {exitCode}:\n{output}");
         Assert.Contains("--organizations and --entries-per-organization must be at least 1", output);
-        Assert.False(Directory.Exists(DataDirectory));
     }
 
     [Fact]
@@ -232,6 +224,20 @@ public sealed class CommandLineTests : IDisposable
         await using var reopened = new SqliteLedgerStore(DataDirectory);
         await reopened.InitializeAsync(CancellationToken.None);
         Assert.Equal(0, (await reopened.VerifyAsync(CancellationToken.None)).OrganizationsChecked);
+    }
+
+    /// <summary>
+    /// Runs `tally` with arguments it must refuse as a usage error: exit code 2, no unhandled exception, and nothing
+    /// created, since the refusal comes before any store opens. Returns what it printed.
+    /// </summary>
+    private async Task<string> AssertUsageErrorAsync(params string[] arguments)
+    {
+        var (exitCode, output) = await TallyProcess.RunAsync(root, arguments);
+
+        Assert.True(exitCode == ExitCodes.UsageError, $"exit code {exitCode}:\n{output}");
+        Assert.DoesNotContain("Unhandled exception", output);
+        Assert.False(Directory.Exists(DataDirectory), "refused before the store opened");
+        return output;
     }
 
     public void Dispose()
