@@ -124,7 +124,8 @@ public sealed class MalformedRequestTests(TallyServerFixture server) : IClassFix
         yield return new("credits as a boolean", invalid, validation, target => Consume(target, "{\"credits\":true,\"idempotencyKey\":\"k\"}"));
         yield return new("credits as an object", invalid, validation, target => Consume(target, "{\"credits\":{\"value\":1},\"idempotencyKey\":\"k\"}"));
         yield return new("fractional credits", invalid, validation, target => Consume(target, "{\"credits\":1.5,\"idempotencyKey\":\"k\"}"));
-        yield return new("credits in exponent notation", invalid, validation, target => Consume(target, "{\"credits\":1e3,\"idempotencyKey\":\"k\"}"));
+        yield return new("credits in exponent notation that are not whole", invalid, validation, target => Consume(target, "{\"credits\":15e-1,\"idempotencyKey\":\"k\"}"));
+        yield return new("credits beyond the largest whole number", invalid, validation, target => Consume(target, "{\"credits\":1e30,\"idempotencyKey\":\"k\"}"));
         yield return new("zero credits", invalid, validation, target => Consume(target, "{\"credits\":0,\"idempotencyKey\":\"k\"}"));
         yield return new("negative credits", invalid, validation, target => Consume(target, "{\"credits\":-1,\"idempotencyKey\":\"k\"}"));
         yield return new("credits over one billion", invalid, validation, target => Consume(target, "{\"credits\":1000000001,\"idempotencyKey\":\"k\"}"));
