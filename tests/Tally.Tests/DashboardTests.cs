@@ -75,6 +75,44 @@ public sealed class DashboardTests(TallyServerFixture server) : IClassFixture<Ta
     }
 
     [Fact]
+    public async Task OlderLedgerEntriesLoadOnceHoweverQuicklyTheButtonIsClicked()
+    {
+        var organization = await server.CreateOrganizationAsync(creditsPerPeriod: 1000);
+        // The allowance's entry and 24 consumptions: a first page of 20 and an older one of 5.
+        for (var index = 0; index < 24; index++) (await server.ConsumeAsync(organization.Key)).Expect(HttpStatusCode.Created);
+        using var playwright = await Playwright.CreateAsync();
+        await using var browser = await Chromium.LaunchAsync(playwright);
+        var page = await browser.NewPageAsync();
+
+        await page.GotoAsync(server.BaseAddress.ToString());
+        await page.FillAsync("#key", organization.Key.SecretKey);
+        await page.ClickAsync("#show");
+        await Expect(page, "#remaining", "976");
+        await page.DblClickAsync("#older");
+        await page.WaitForSelectorAsync("#older", new PageWaitForSelectorOptions { State = WaitForSelectorState.Hidden, Timeout = WaitMilliseconds });
+
+        // Entry numbers are the ledger's, shared by every organization: 25 rows, each a different entry, newest first.
+        var entries = (await page.Locator("#ledger tbody tr td:nth-child(1)").AllInnerTextsAsync()).Select(long.Parse).ToList();
+        Assert.Equal(25, entries.Count);
+        Assert.Equal(entries.OrderDescending().Distinct(), entries);
+    }
+
+    [Fact]
+    public async Task AKeyWithCharactersNoKeyHasIsRefusedWithAMessageOnThePage()
+    {
+        using var playwright = await Playwright.CreateAsync();
+        await using var browser = await Chromium.LaunchAsync(playwright);
+        var page = await browser.NewPageAsync();
+
+        await page.GotoAsync(server.BaseAddress.ToString());
+        await page.FillAsync("#key", "sk_é€");
+        await page.ClickAsync("#show");
+        await page.WaitForSelectorAsync("#error", new PageWaitForSelectorOptions { State = WaitForSelectorState.Visible, Timeout = WaitMilliseconds });
+
+        Assert.StartsWith("A key is letters, digits and underscores", await page.InnerTextAsync("#error"));
+    }
+
+    [Fact]
     public async Task ThePageAndItsFilesAreServedWithAPolicyThatAllowsOnlyThisServer()
     {
         foreach (var (path, type) in new[] { ("/", "text/html"), ("/dashboard.js", "text/javascript"), ("/dashboard.css", "text/css"), ("/favicon.svg", "image/svg+xml") })

@@ -40,7 +40,7 @@ public sealed class MetricsTests(TallyProcess tally, ITestOutputHelper output) :
         Assert.Equal(Consumptions, Added("tally_http_requests_total{route=\"/v1/consumptions\",status=\"201\"}"));
         Assert.Equal(1, Added("tally_http_requests_total{route=\"/v1/consumptions\",status=\"402\"}"));
         Assert.Equal(Consumptions, Added("tally_consumptions_total{outcome=\"created\"}"));
-        Assert.Equal(1, Added("tally_consumptions_total{outcome=\"InsufficientCredits\"}"));
+        Assert.Equal(1, Added("tally_consumptions_total{outcome=\"insufficient_credits\"}"));
         // Every consumption went through a committed batch, and no batch held more than the callers sent at once.
         var batches = Added("tally_batch_size_count");
         Assert.InRange(Added("tally_batch_size_sum"), Consumptions + 1, double.MaxValue);

@@ -46,6 +46,18 @@ public sealed class OperationsTests(TallyServerFixture server) : IClassFixture<T
     }
 
     [Fact]
+    public async Task AMethodNotAllowedListsHeadWhereverGetIsAllowed()
+    {
+        using var delete = await server.SendAsync(HttpMethod.Delete, "/healthz", null);
+        using var head = await server.SendAsync(HttpMethod.Head, "/v1/consumptions", null);
+
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, delete.StatusCode);
+        Assert.Equal(["GET", "HEAD"], delete.Content.Headers.Allow);
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, head.StatusCode);
+        Assert.Equal(["POST"], head.Content.Headers.Allow);
+    }
+
+    [Fact]
     public void NoConfigurationFileIsWatchedForChanges()
     {
         // A reloading file source watches the working directory and everything below it, so every SQLite write in

@@ -75,6 +75,23 @@ public sealed class RateLimiterTests
         Assert.Equal(2, limiter.BucketCount);
     }
 
+    [Theory]
+    [InlineData("/healthz")]
+    [InlineData("/ReadyZ")]
+    [InlineData("/Metrics")]
+    [InlineData("/metrics/")]
+    public void ProbesAndScrapesAreNeverLimitedHoweverTheirPathIsSpelled(string path)
+    {
+        // Routing serves /Metrics and /healthz/ as /metrics and /healthz, so the exemption must cover them too.
+        var limiter = new CredentialRateLimiter(new TallyOptions { RateLimitPerSecond = RatePerSecond }, new TickClock());
+        var request = Request("Bearer sk_one");
+        request.Request.Path = path;
+
+        Assert.Equal(100, Enumerable.Range(0, 100).Count(_ => limiter.Allows(request)));
+        request.Request.Path = "/v1/balance";
+        Assert.Equal(2 * RatePerSecond, Enumerable.Range(0, 100).Count(_ => limiter.Allows(request)));
+    }
+
     private static DefaultHttpContext Request(string authorization, IPAddress? address = null)
     {
         var context = new DefaultHttpContext();

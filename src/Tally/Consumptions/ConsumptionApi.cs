@@ -37,7 +37,7 @@ public static class ConsumptionApi
         if (!body.IsValid) return body.Problem;
         var request = new ConsumeRequest(context.Caller().OrganizationId, credits, key!, assistantId, identifier, metadata);
         var outcome = await engine.ConsumeAsync(request);
-        metrics.Consumption(outcome.Error?.Code.ToString() ?? (outcome.Replayed ? "replayed" : "created"));
+        metrics.Consumption(outcome.Error is { } error ? Problems.CodeOf(error.Code) : outcome.Replayed ? "replayed" : "created");
         return Outcomes.Created(context, outcome);
     }
 

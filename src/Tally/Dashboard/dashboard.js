@@ -5,6 +5,10 @@
 const keyStorageName = "tally.dashboard.key";
 const ledgerPageSize = 20;
 const usageDays = 30;
+/** How often the service's readiness is asked again while the page is open. */
+const serviceCheckMilliseconds = 10_000;
+/** A key as Tally issues it: ASCII letters, digits, `_` and one `:` between its public and secret parts. */
+const keyPattern = /^[A-Za-z0-9_:]+$/;
 const numbers = new Intl.NumberFormat("en-US");
 let ledgerCursor = null;
 
@@ -12,7 +16,12 @@ const element = id => document.getElementById(id);
 
 /** GETs a path of this server; returns the JSON body, or throws with the API's own message for an error. */
 async function get(path, key) {
-  const response = await fetch(path, { headers: key ? { Authorization: "Bearer " + key } : {}, cache: "no-store" });
+  let response;
+  try {
+    response = await fetch(path, { headers: key ? { Authorization: "Bearer " + key } : {}, cache: "no-store" });
+  } catch {
+    throw new Error("The server did not answer; is it running?");
+  }
   let body = null;
   try { body = await response.json(); } catch { body = null; }
   if (!response.ok) {
@@ -101,14 +110,25 @@ async function showOrganization(key) {
   element("organization").hidden = false;
 }
 
+function showError(message) {
+  element("error").textContent = message;
+  element("error").hidden = false;
+}
+
 async function show(key) {
   element("error").hidden = true;
+  if (!keyPattern.test(key)) {
+    element("organization").hidden = true;
+    showError("A key is letters, digits and underscores, such as sk_… or pk_…:sk_…; check what was pasted.");
+    return;
+  }
   try {
     await showOrganization(key);
   } catch (error) {
     element("organization").hidden = true;
-    element("error").textContent = error.message;
-    element("error").hidden = false;
+    showError(error.message);
+    // A request that failed may mean the service went away: say so at once rather than at the next check.
+    showService();
   }
 }
 
@@ -127,15 +147,23 @@ element("key-form").addEventListener("submit", event => {
 });
 element("forget").addEventListener("click", forget);
 element("older").addEventListener("click", async () => {
+  const older = element("older");
+  // One page at a time: a second click while the first is loading would append the same page twice.
+  if (older.disabled) return;
+  older.disabled = true;
   const key = sessionStorage.getItem(keyStorageName);
   try {
     showLedger(await get(`/v1/ledger?limit=${ledgerPageSize}&cursor=${encodeURIComponent(ledgerCursor)}`, key));
+    element("error").hidden = true;
   } catch (error) {
-    element("error").textContent = error.message;
-    element("error").hidden = false;
+    showError(error.message);
+    showService();
+  } finally {
+    older.disabled = false;
   }
 });
 
 showService();
+setInterval(showService, serviceCheckMilliseconds);
 const remembered = sessionStorage.getItem(keyStorageName);
 if (remembered) show(remembered);

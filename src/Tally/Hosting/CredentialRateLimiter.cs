@@ -44,7 +44,18 @@ public sealed class CredentialRateLimiter
     internal int BucketCount => Volatile.Read(ref bucketCount);
 
     /// <summary>Whether the request may go on: probes and scrapes always, the rest while their bucket has a token.</summary>
-    public bool Allows(HttpContext context) => Array.IndexOf(UnlimitedPaths, context.Request.Path.Value) >= 0 || TryTake(context);
+    public bool Allows(HttpContext context) => IsUnlimited(context.Request.Path.Value) || TryTake(context);
+
+    /// <summary>Routing ignores case and a trailing slash, so /Metrics and /healthz/ are the same endpoints and exempt too.</summary>
+    private static bool IsUnlimited(string? path)
+    {
+        var trimmed = path.AsSpan().TrimEnd('/');
+        foreach (var unlimited in UnlimitedPaths)
+        {
+            if (trimmed.Equals(unlimited, StringComparison.OrdinalIgnoreCase)) return true;
+        }
+        return false;
+    }
 
     /// <summary>Takes a token from the bucket of the request's credential; false when it is empty.</summary>
     internal bool TryTake(HttpContext context)

@@ -9,15 +9,23 @@ namespace Tally.Hosting;
 /// </summary>
 public sealed class HeadAsGet : IStartupFilter
 {
+    /// <summary>Marks a request that came as HEAD, so that an error message names the method the client sent.</summary>
+    private static readonly object SentAsHead = new();
+
     public Action<IApplicationBuilder> Configure(Action<IApplicationBuilder> next) => app =>
     {
         app.Use((context, nextMiddleware) =>
         {
-            if (HttpMethods.IsHead(context.Request.Method)) context.Request.Method = HttpMethods.Get;
+            if (!HttpMethods.IsHead(context.Request.Method)) return nextMiddleware(context);
+            context.Request.Method = HttpMethods.Get;
+            context.Items[SentAsHead] = true;
             return nextMiddleware(context);
         });
         next(app);
     };
+
+    /// <summary>The method the client sent: HEAD for a request answered as GET.</summary>
+    public static string MethodSent(HttpContext context) => context.Items.ContainsKey(SentAsHead) ? HttpMethods.Head : context.Request.Method;
 }
 
 public static class RequestPipeline

@@ -35,7 +35,7 @@ public static class Problems
         Of(413, "payload_too_large", "Payload too large", $"The request body is larger than {limitBytes} bytes.");
 
     public static ProblemHttpResult RateLimited(int retryAfterSeconds) =>
-        Of(429, "rate_limited", "Too many requests", $"This key sent too many requests; retry after {retryAfterSeconds} seconds.");
+        Of(429, "rate_limited", "Too many requests", $"This key sent too many requests; retry after {retryAfterSeconds} second{(retryAfterSeconds == 1 ? "" : "s")}.");
 
     public static ProblemHttpResult Internal() =>
         Of(500, "internal", "Internal error", "Something went wrong on our side; nothing was charged. Retry with the same idempotency key.");
@@ -45,11 +45,24 @@ public static class Problems
     {
         ErrorCode.NotFound => NotFound(error.Message),
         ErrorCode.ValidationFailed => Validation(error.Field ?? "request", error.Message),
-        ErrorCode.InsufficientCredits => Of(402, "insufficient_credits", "Insufficient credits", error.Message),
-        ErrorCode.NoActiveSubscription => Of(402, "no_active_subscription", "No active subscription", error.Message),
-        ErrorCode.IdempotencyConflict => Of(409, "idempotency_conflict", "Idempotency key reused", error.Message),
-        ErrorCode.HoldExpired => Of(409, "hold_expired", "Hold expired", error.Message),
-        ErrorCode.HoldAlreadySettled => Of(409, "hold_already_settled", "Hold already settled", error.Message),
-        _ => Of(503, "unavailable", "Service unavailable", error.Message),
+        ErrorCode.InsufficientCredits => Of(402, CodeOf(error.Code), "Insufficient credits", error.Message),
+        ErrorCode.NoActiveSubscription => Of(402, CodeOf(error.Code), "No active subscription", error.Message),
+        ErrorCode.IdempotencyConflict => Of(409, CodeOf(error.Code), "Idempotency key reused", error.Message),
+        ErrorCode.HoldExpired => Of(409, CodeOf(error.Code), "Hold expired", error.Message),
+        ErrorCode.HoldAlreadySettled => Of(409, CodeOf(error.Code), "Hold already settled", error.Message),
+        _ => Of(503, CodeOf(error.Code), "Service unavailable", error.Message),
+    };
+
+    /// <summary>An engine error's code as the API and docs/errors.md spell it (also the metrics' outcome label).</summary>
+    public static string CodeOf(ErrorCode code) => code switch
+    {
+        ErrorCode.NotFound => "not_found",
+        ErrorCode.ValidationFailed => "validation_failed",
+        ErrorCode.InsufficientCredits => "insufficient_credits",
+        ErrorCode.NoActiveSubscription => "no_active_subscription",
+        ErrorCode.IdempotencyConflict => "idempotency_conflict",
+        ErrorCode.HoldExpired => "hold_expired",
+        ErrorCode.HoldAlreadySettled => "hold_already_settled",
+        _ => "unavailable",
     };
 }

@@ -22,7 +22,6 @@ public sealed class PrometheusExporter : IDisposable
     private sealed class Series
     {
         public double Sum;
-        public long Count;
         public readonly long[] Buckets = new long[BucketBounds.Length + 1];
         public double Last;
     }
@@ -58,7 +57,6 @@ public sealed class PrometheusExporter : IDisposable
             if (seen.Equals(sum)) break;
             sum = seen;
         }
-        Interlocked.Increment(ref entry.Count);
         // A loop, not Array.FindIndex with a lambda: the lambda captured the value, a closure per measurement.
         var bucket = 0;
         while (bucket < BucketBounds.Length && !(value <= BucketBounds[bucket])) bucket++;
@@ -101,7 +99,9 @@ public sealed class PrometheusExporter : IDisposable
                     text.Append(name).Append("_bucket").Append(WithLabel(labels, "le", bound)).Append(' ').Append(cumulative).Append('\n');
                 }
                 text.Append(name).Append("_sum").Append(labels).Append(' ').Append(Number(entry.Sum)).Append('\n');
-                text.Append(name).Append("_count").Append(labels).Append(' ').Append(entry.Count).Append('\n');
+                // The count is the +Inf bucket as read above, not the series' own count: a measurement recorded
+                // between the two reads (recording takes no lock) would make them differ, which the format forbids.
+                text.Append(name).Append("_count").Append(labels).Append(' ').Append(cumulative).Append('\n');
                 break;
             case "gauge":
                 text.Append(name).Append(labels).Append(' ').Append(Number(entry.Last)).Append('\n');
