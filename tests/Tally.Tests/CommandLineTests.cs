@@ -113,6 +113,25 @@ public sealed class CommandLineTests : IDisposable
     }
 
     [Fact]
+    public async Task ServeWithoutTheOperatorKeyOnAStoreThatHoldsOrganizationsRefusesToGenerateAnother()
+    {
+        // Organizations made with TALLY_OPERATOR_KEY set, whose hash is never stored.
+        await using (var engine = new LedgerEngine(new SqliteLedgerStore(DataDirectory), TimeProvider.System))
+        {
+            await engine.StartAsync();
+            Assert.True((await engine.CreateOrganizationAsync("Acme")).Succeeded);
+        }
+
+        var (exitCode, output) = await TallyProcess.RunAsync(root, new Dictionary<string, string>(),
+            "serve", "--urls", "http://127.0.0.1:0", "--data-dir", DataDirectory);
+
+        // Before, it generated a key that no other node, and no earlier start, accepted.
+        Assert.True(exitCode == ExitCodes.Failure, $"exit code {exitCode}:\n{output}");
+        Assert.Contains("holds organizations but no generated operator key", output);
+        Assert.DoesNotContain("Operator key (shown once", output);
+    }
+
+    [Fact]
     public async Task AMistypedOptionIsAUsageErrorInOneLineNotTheWholeHelp()
     {
         var output = await AssertUsageErrorAsync("serve", "--data-dri", DataDirectory);

@@ -1,5 +1,6 @@
 using Tally.Auth;
 using Tally.Ledger.Engine;
+using Tally.Ledger.Stores;
 
 namespace Tally.Hosting;
 
@@ -29,6 +30,14 @@ public sealed class LedgerHost(LedgerEngine engine, OperatorKey operatorKey, Tal
             return;
         }
         var stored = await engine.Store.GetSettingAsync(OperatorKey.SettingName, cancellationToken);
+        if (stored is null && (await engine.Store.ListOrganizationsAsync(null, 1, null, cancellationToken)).Items.Count > 0)
+        {
+            // SPEC §1 generates a key on the first start of an empty store only. A store with organizations and no
+            // stored key was started with TALLY_OPERATOR_KEY (whose hash is never stored): a key generated here
+            // would differ from the one the other nodes, or the earlier starts, accept.
+            throw new StoreOpenException(
+                "This store holds organizations but no generated operator key: it was started with TALLY_OPERATOR_KEY. Set it for this start too.");
+        }
         if (stored is null)
         {
             var generated = KeyMaterial.NewOperatorKey();

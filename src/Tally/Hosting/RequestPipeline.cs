@@ -72,6 +72,16 @@ public static class RequestPipeline
                 ErrorEnvelopes.ClearKeepingRequestId(context);
                 await ErrorEnvelopes.For(context, exception.StatusCode, message).ExecuteAsync(context);
             }
+            catch (Exception exception) when (!context.Response.HasStarted && IsStoreUnavailable(exception))
+            {
+                // The database did not answer (PostgreSQL restarting, a connection cut, a lock that timed out): not a
+                // bug, and nothing was applied, so 503 with Retry-After as a failed commit gets, and one log line.
+                logger.LogWarning("The store did not answer on {Path} (request {RequestId}): {Reason}",
+                    context.Request.Path.Value, context.TraceIdentifier, exception.GetBaseException().Message);
+                ErrorEnvelopes.ClearKeepingRequestId(context);
+                context.Response.Headers.RetryAfter = "1";
+                await ErrorEnvelopes.For(context, 503, "The store did not answer; nothing was applied. Retry in a moment.").ExecuteAsync(context);
+            }
             catch (Exception exception) when (!context.Response.HasStarted && exception is not OperationCanceledException)
             {
                 logger.LogError(exception, "Unhandled error on {Path} (request {RequestId})", context.Request.Path.Value, context.TraceIdentifier);
@@ -85,5 +95,15 @@ public static class RequestPipeline
             }
         });
         return app;
+    }
+
+    /// <summary>A failure the database itself calls transient (a connection refused or cut, a timeout), anywhere in the chain.</summary>
+    private static bool IsStoreUnavailable(Exception? exception)
+    {
+        for (; exception is not null; exception = exception.InnerException)
+        {
+            if (exception is System.Data.Common.DbException { IsTransient: true } or TimeoutException) return true;
+        }
+        return false;
     }
 }

@@ -181,9 +181,14 @@ public sealed class TallyProcess : TallyApi, IAsyncDisposable, IAsyncLifetime
     /// Runs `tally` with <paramref name="arguments"/> (a command that ends by itself: seed, verify, backup, or a serve
     /// that refuses to start) and returns its exit code and everything it wrote, standard error included.
     /// </summary>
-    public static async Task<(int ExitCode, string Output)> RunAsync(string workingDirectory, params string[] arguments)
+    public static Task<(int ExitCode, string Output)> RunAsync(string workingDirectory, params string[] arguments) =>
+        RunAsync(workingDirectory, new Dictionary<string, string> { ["TALLY_OPERATOR_KEY"] = OperatorKey }, arguments);
+
+    /// <summary>The same, with only these `TALLY_*` settings (none: no operator key either).</summary>
+    public static async Task<(int ExitCode, string Output)> RunAsync(
+        string workingDirectory, IReadOnlyDictionary<string, string> environment, params string[] arguments)
     {
-        using var run = Process.Start(StartInfo(workingDirectory, arguments, new Dictionary<string, string> { ["TALLY_OPERATOR_KEY"] = OperatorKey }))
+        using var run = Process.Start(StartInfo(workingDirectory, arguments, environment))
             ?? throw new InvalidOperationException("Could not start dotnet " + AssemblyPath);
         var standardOutput = run.StandardOutput.ReadToEndAsync();
         var standardError = run.StandardError.ReadToEndAsync();

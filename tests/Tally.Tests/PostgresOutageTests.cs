@@ -1,0 +1,71 @@
+using System.Net;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using Tally.Hosting;
+using Tally.Tests.Infrastructure;
+
+namespace Tally.Tests;
+
+/// <summary>
+/// docs/scaling.md: a node that loses PostgreSQL (a database restart, a network failure) answers 503 with
+/// Retry-After, in each API's envelope, not 500 (which docs/errors.md keeps for bugs), and serves again by itself.
+/// The node reaches PostgreSQL through a TCP forwarder that the test cuts (every connection closed, new ones
+/// refused) and restores.
+/// </summary>
+public sealed class PostgresOutageTests(PostgresFixture postgres) : IClassFixture<PostgresFixture>
+{
+    [PostgresFact]
+    public async Task ANodeWhoseConnectionsAreCutAnswers503NeverA500AndRecoversByItself()
+    {
+        var direct = new NpgsqlConnectionStringBuilder(postgres.CreateDatabase("tally_outage_" + Guid.NewGuid().ToString("N")[..8]));
+        await using var path = TcpForwarder.Start(new IPEndPoint(IPAddress.Loopback, direct.Port));
+        var connection = new NpgsqlConnectionStringBuilder(direct.ConnectionString) { Host = "127.0.0.1", Port = path.Port }.ToString();
+        await using var app = TallyServer.Build(new TallyOptions
+        {
+            Urls = "http://127.0.0.1:0",
+            Store = StoreKind.Postgres,
+            Connection = connection,
+            OperatorKey = TallyApi.OperatorKey,
+            LogLevel = LogLevel.Warning,
+        });
+        await app.StartAsync();
+        var node = new NodeApi(new Uri(app.Urls.Single()));
+        var organization = await node.CreateOrganizationAsync(creditsPerPeriod: 100);
+        // Keys never used yet are not cached: authenticating them reads the database.
+        var keys = new List<TestKey>();
+        for (var index = 0; index < 3; index++) keys.Add(await node.CreateKeyAsync(organization.Id));
+
+        await path.CutAsync();
+        var answers = new List<Reply>();
+        foreach (var key in keys)
+        {
+            answers.Add(await node.CallAsync(HttpMethod.Get, "/v1/balance", key.Bearer));
+            answers.Add(await node.CallAsync(HttpMethod.Get, "/api/v1/agents/check-balance", key.Bearer));
+            answers.Add(await node.CallAsync(HttpMethod.Post, "/v1/consumptions", key.Bearer, new { credits = 1, idempotencyKey = Guid.NewGuid().ToString() }));
+        }
+
+        Assert.All(answers, answer => Assert.True(answer.Status is HttpStatusCode.OK or HttpStatusCode.Created or HttpStatusCode.ServiceUnavailable,
+            $"{answer.Status}: {answer.Text}"));
+        var unavailable = answers.Where(answer => answer.Status == HttpStatusCode.ServiceUnavailable).ToList();
+        Assert.NotEmpty(unavailable);
+        Assert.All(unavailable, answer => Assert.Equal("1", answer.Headers.RetryAfter?.ToString()));
+        // Served again once the path is back, without a restart (the writer's first batch may still meet its cut
+        // connection and answer 503, then reconnects), and the ledger adds up.
+        path.Restore();
+        (await node.CallAsync(HttpMethod.Get, "/readyz", null)).Expect(HttpStatusCode.OK);
+        (await node.CallAsync(HttpMethod.Get, "/v1/balance", keys[0].Bearer)).Expect(HttpStatusCode.OK);
+        var retried = await node.ConsumeAsync(keys[0], idempotencyKey: "after-the-cut");
+        if (retried.Status == HttpStatusCode.ServiceUnavailable) retried = await node.ConsumeAsync(keys[0], idempotencyKey: "after-the-cut");
+        retried.Expect(HttpStatusCode.Created);
+        await node.AssertLedgerVerifiedAsync();
+    }
+
+    private sealed class NodeApi : TallyApi
+    {
+        public NodeApi(Uri address)
+        {
+            BaseAddress = address;
+            Client = CreateClient();
+        }
+    }
+}
