@@ -60,6 +60,30 @@ public sealed class PostgresOutageTests(PostgresFixture postgres) : IClassFixtur
         await node.AssertLedgerVerifiedAsync();
     }
 
+    [PostgresFact]
+    public async Task ReadyzAnswers503WhileTheDatabaseHangsInsteadOfHangingWithIt()
+    {
+        var direct = new NpgsqlConnectionStringBuilder(postgres.CreateDatabase("tally_hang_" + Guid.NewGuid().ToString("N")[..8]));
+        await using var path = TcpForwarder.Start(new IPEndPoint(IPAddress.Loopback, direct.Port));
+        var connection = new NpgsqlConnectionStringBuilder(direct.ConnectionString) { Host = "127.0.0.1", Port = path.Port }.ToString();
+        await using var app = TallyServer.Build(new TallyOptions
+        {
+            Urls = "http://127.0.0.1:0", Store = StoreKind.Postgres, Connection = connection, OperatorKey = TallyApi.OperatorKey, LogLevel = LogLevel.Warning,
+        });
+        await app.StartAsync();
+        var node = new NodeApi(new Uri(app.Urls.Single()));
+        (await node.CallAsync(HttpMethod.Get, "/readyz", null)).Expect(HttpStatusCode.OK);
+
+        // The database stops answering on the connections the node holds (a frozen host): a load balancer's check
+        // must still get an answer, or it cannot take the node out.
+        path.Hold();
+        var held = await node.CallAsync(HttpMethod.Get, "/readyz", null);
+        path.Release();
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, held.Status);
+        Assert.Equal("{\"status\":\"store unreachable\"}", held.Text);
+    }
+
     private sealed class NodeApi : TallyApi
     {
         public NodeApi(Uri address)

@@ -5,11 +5,25 @@ namespace Tally.Tests.Infrastructure;
 
 /// <summary>
 /// A TCP forwarder on a loopback port to another address: a network path a test can cut (every connection closed
-/// and new ones refused, as when a database host goes away) and restore on the same port.
+/// and new ones refused, as when a database host goes away), hold (bytes stop flowing, as when the host freezes),
+/// and restore.
 /// </summary>
 public sealed class TcpForwarder(int port, IPEndPoint target) : IAsyncDisposable
 {
     private readonly List<TcpClient> connections = [];
+    private volatile TaskCompletionSource flowing = Flowing();
+
+    private static TaskCompletionSource Flowing()
+    {
+        var open = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        open.SetResult();
+        return open;
+    }
+
+    /// <summary>Bytes stop flowing both ways, the connections staying open, until <see cref="Release"/>.</summary>
+    public void Hold() => flowing = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public void Release() => flowing.TrySetResult();
     private TcpListener? listener;
     private Task? accepting;
 
@@ -77,11 +91,19 @@ public sealed class TcpForwarder(int port, IPEndPoint target) : IAsyncDisposable
         }
     }
 
-    private static async Task PumpAsync(TcpClient from, TcpClient to)
+    private async Task PumpAsync(TcpClient from, TcpClient to)
     {
+        var buffer = new byte[16 * 1024];
         try
         {
-            await from.GetStream().CopyToAsync(to.GetStream());
+            var source = from.GetStream();
+            var destination = to.GetStream();
+            int read;
+            while ((read = await source.ReadAsync(buffer)) > 0)
+            {
+                await flowing.Task;
+                await destination.WriteAsync(buffer.AsMemory(0, read));
+            }
         }
         catch (Exception exception) when (exception is IOException or ObjectDisposedException or SocketException or InvalidOperationException)
         {
@@ -94,5 +116,9 @@ public sealed class TcpForwarder(int port, IPEndPoint target) : IAsyncDisposable
         }
     }
 
-    public async ValueTask DisposeAsync() => await CutAsync();
+    public async ValueTask DisposeAsync()
+    {
+        Release();
+        await CutAsync();
+    }
 }
