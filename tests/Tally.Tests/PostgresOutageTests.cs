@@ -1,4 +1,5 @@
 using System.Net;
+using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using Tally.Hosting;
@@ -17,19 +18,8 @@ public sealed class PostgresOutageTests(PostgresFixture postgres) : IClassFixtur
     [PostgresFact]
     public async Task ANodeWhoseConnectionsAreCutAnswers503NeverA500AndRecoversByItself()
     {
-        var direct = new NpgsqlConnectionStringBuilder(postgres.CreateDatabase("tally_outage_" + Guid.NewGuid().ToString("N")[..8]));
-        await using var path = TcpForwarder.Start(new IPEndPoint(IPAddress.Loopback, direct.Port));
-        var connection = new NpgsqlConnectionStringBuilder(direct.ConnectionString) { Host = "127.0.0.1", Port = path.Port }.ToString();
-        await using var app = TallyServer.Build(new TallyOptions
-        {
-            Urls = "http://127.0.0.1:0",
-            Store = StoreKind.Postgres,
-            Connection = connection,
-            OperatorKey = TallyApi.OperatorKey,
-            LogLevel = LogLevel.Warning,
-        });
-        await app.StartAsync();
-        var node = new NodeApi(new Uri(app.Urls.Single()));
+        await using var node = await Node.StartAsync(postgres, "tally_outage");
+        var path = node.Path;
         var organization = await node.CreateOrganizationAsync(creditsPerPeriod: 100);
         // Keys never used yet are not cached: authenticating them reads the database.
         var keys = new List<TestKey>();
@@ -63,15 +53,8 @@ public sealed class PostgresOutageTests(PostgresFixture postgres) : IClassFixtur
     [PostgresFact]
     public async Task ReadyzAnswers503WhileTheDatabaseHangsInsteadOfHangingWithIt()
     {
-        var direct = new NpgsqlConnectionStringBuilder(postgres.CreateDatabase("tally_hang_" + Guid.NewGuid().ToString("N")[..8]));
-        await using var path = TcpForwarder.Start(new IPEndPoint(IPAddress.Loopback, direct.Port));
-        var connection = new NpgsqlConnectionStringBuilder(direct.ConnectionString) { Host = "127.0.0.1", Port = path.Port }.ToString();
-        await using var app = TallyServer.Build(new TallyOptions
-        {
-            Urls = "http://127.0.0.1:0", Store = StoreKind.Postgres, Connection = connection, OperatorKey = TallyApi.OperatorKey, LogLevel = LogLevel.Warning,
-        });
-        await app.StartAsync();
-        var node = new NodeApi(new Uri(app.Urls.Single()));
+        await using var node = await Node.StartAsync(postgres, "tally_hang");
+        var path = node.Path;
         (await node.CallAsync(HttpMethod.Get, "/readyz", null)).Expect(HttpStatusCode.OK);
 
         // The database stops answering on the connections the node holds (a frozen host): a load balancer's check
@@ -84,12 +67,35 @@ public sealed class PostgresOutageTests(PostgresFixture postgres) : IClassFixtur
         Assert.Equal("{\"status\":\"store unreachable\"}", held.Text);
     }
 
-    private sealed class NodeApi : TallyApi
+    /// <summary>A node on its own new database, reached through a forwarder the test can cut or hold.</summary>
+    private sealed class Node : TallyApi, IAsyncDisposable
     {
-        public NodeApi(Uri address)
+        private WebApplication app = null!;
+
+        public TcpForwarder Path { get; private init; } = null!;
+
+        public static async Task<Node> StartAsync(PostgresFixture postgres, string databasePrefix)
         {
-            BaseAddress = address;
-            Client = CreateClient();
+            var direct = new NpgsqlConnectionStringBuilder(postgres.CreateDatabase(databasePrefix + "_" + Guid.NewGuid().ToString("N")[..8]));
+            var path = TcpForwarder.Start(new IPEndPoint(IPAddress.Loopback, direct.Port));
+            var app = TallyServer.Build(new TallyOptions
+            {
+                Urls = "http://127.0.0.1:0",
+                Store = StoreKind.Postgres,
+                Connection = new NpgsqlConnectionStringBuilder(direct.ConnectionString) { Host = "127.0.0.1", Port = path.Port }.ToString(),
+                OperatorKey = OperatorKey,
+                LogLevel = LogLevel.Warning,
+            });
+            await app.StartAsync();
+            var node = new Node { app = app, Path = path, BaseAddress = new Uri(app.Urls.Single()) };
+            node.Client = node.CreateClient();
+            return node;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await app.DisposeAsync();
+            await Path.DisposeAsync();
         }
     }
 }
