@@ -138,13 +138,9 @@ internal static class Rules
     private static void AddPeriodGrant(OrganizationState state, GrantSource source, long credits, DateTimeOffset now, BatchChanges changes, string? renewing)
     {
         var subscription = state.Subscription!;
-        if (renewing is null)
-        {
-            AddGrant(state, credits, source, priority: 0, subscription.PeriodStart, subscription.PeriodEnd, subscription.PeriodStart, now, changes);
-            return;
-        }
         AddGrant(state, credits, source, priority: 0, subscription.PeriodStart, subscription.PeriodEnd, subscription.PeriodStart, now, changes,
-            RenewalGrantId(state.Id, source, subscription.PeriodStart, renewing), createdAt: subscription.PeriodStart);
+            id: renewing is null ? null : RenewalGrantId(state.Id, source, subscription.PeriodStart, renewing),
+            createdAt: renewing is null ? null : subscription.PeriodStart);
     }
 
     /// <summary>
