@@ -68,8 +68,8 @@ public static class ErrorEnvelopes
     public static IResult ForStatus(HttpContext context)
     {
         // Wherever GET is allowed, so is HEAD (HeadAsGet), which routing does not know to list.
-        var allow = context.Response.Headers.Allow.ToString();
-        if (context.Response.StatusCode == 405 && allow.Split(',', StringSplitOptions.TrimEntries).Contains(HttpMethods.Get))
+        if (context.Response.StatusCode == 405 && context.Response.Headers.Allow.ToString() is var allow
+            && allow.Split(',', StringSplitOptions.TrimEntries).Contains(HttpMethods.Get))
         {
             context.Response.Headers.Allow = allow + ", " + HttpMethods.Head;
         }
