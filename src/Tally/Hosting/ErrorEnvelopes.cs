@@ -67,16 +67,10 @@ public static class ErrorEnvelopes
     /// <summary>The body such a response gets, in the envelope of the API its path belongs to.</summary>
     public static IResult ForStatus(HttpContext context)
     {
-        // Wherever GET is allowed, so is HEAD (HeadAsGet), which routing does not know to list.
-        if (context.Response.StatusCode == 405 && context.Response.Headers.Allow.ToString() is var allow
-            && allow.Split(',', StringSplitOptions.TrimEntries).Contains(HttpMethods.Get))
-        {
-            context.Response.Headers.Allow = allow + ", " + HttpMethods.Head;
-        }
         var message = context.Response.StatusCode switch
         {
-            404 => $"No endpoint at {HeadAsGet.MethodSent(context)} {context.Request.Path}; see /docs.",
-            405 => $"{HeadAsGet.MethodSent(context)} is not allowed on {context.Request.Path}; see /docs.",
+            404 => $"No endpoint at {context.Request.Method} {context.Request.Path}; see /docs.",
+            405 => $"{context.Request.Method} is not allowed on {context.Request.Path}; see /docs.",
             _ => "The request could not be processed.",
         };
         return For(context, context.Response.StatusCode, message);

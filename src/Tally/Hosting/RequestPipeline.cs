@@ -2,32 +2,6 @@ using Tally.Operations;
 
 namespace Tally.Hosting;
 
-/// <summary>
-/// Answers HEAD as GET (RFC 9110 requires a server to support both): it runs before routing, which would otherwise
-/// answer 405 for every GET endpoint. Kestrel parsed the request as HEAD, and so sends the answer's headers
-/// without its body, whatever the endpoint writes.
-/// </summary>
-public sealed class HeadAsGet : IStartupFilter
-{
-    /// <summary>Marks a request that came as HEAD, so that an error message names the method the client sent.</summary>
-    private static readonly object SentAsHead = new();
-
-    public Action<IApplicationBuilder> Configure(Action<IApplicationBuilder> next) => app =>
-    {
-        app.Use((context, nextMiddleware) =>
-        {
-            if (!HttpMethods.IsHead(context.Request.Method)) return nextMiddleware(context);
-            context.Request.Method = HttpMethods.Get;
-            context.Items[SentAsHead] = true;
-            return nextMiddleware(context);
-        });
-        next(app);
-    };
-
-    /// <summary>The method the client sent: HEAD for a request answered as GET.</summary>
-    public static string MethodSent(HttpContext context) => context.Items.ContainsKey(SentAsHead) ? HttpMethods.Head : context.Request.Method;
-}
-
 public static class RequestPipeline
 {
     /// <summary>The response header carrying the request's id; the error log line of a failed request names it.</summary>

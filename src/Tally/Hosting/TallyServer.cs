@@ -47,6 +47,8 @@ public sealed class TallyServer
         builder.Services.Configure<OpenApiOptions>("v1", openApi => openApi.AddDocumentTransformer((document, _, _) =>
         {
             document.Info.Title = "Tally";
+            // HEAD is answered wherever GET is (AnswerHeadWhereGetIs); it is no operation of its own to describe.
+            foreach (var path in document.Paths.Values) path.Operations?.Remove(HttpMethod.Head);
             return Task.CompletedTask;
         }));
         builder.Services.AddSingleton(options);
@@ -60,7 +62,6 @@ public sealed class TallyServer
         builder.Services.AddSingleton<Operations.TallyMetrics>();
         builder.Services.AddSingleton<Operations.PrometheusExporter>();
         builder.Services.AddSingleton<CredentialRateLimiter>();
-        builder.Services.AddTransient<IStartupFilter, HeadAsGet>();
         builder.Services.AddOpenApi();
         configure?.Invoke(builder);
 
@@ -69,25 +70,49 @@ public sealed class TallyServer
         app.Services.GetRequiredService<Operations.PrometheusExporter>();
         app.Services.GetRequiredService<Operations.TallyMetrics>();
         app.UseRequestHandling();
-        app.MapOperations();
-        app.MapCompatibility();
-        app.MapOrganizationApi();
-        app.MapAdmin();
-        app.MapDashboard();
+        // Every endpoint, in one group whose convention answers HEAD wherever GET is (RFC 9110 requires both of a
+        // server): routing then matches HEAD itself and lists it in a 405's Allow, and no request pays a middleware
+        // for it. Kestrel sends a HEAD request's headers without the body the endpoint writes.
+        var endpoints = app.MapGroup("");
+        ((IEndpointConventionBuilder)endpoints).Add(AnswerHeadWhereGetIs);
+        endpoints.MapOperations();
+        endpoints.MapCompatibility();
+        endpoints.MapOrganizationApi();
+        endpoints.MapAdmin();
+        endpoints.MapDashboard();
         // Only the v1 document exists: another name is answered like any unknown path (404 in the problem
         // envelope), not with the OpenAPI package's own plain-text 404.
-        app.MapOpenApi().AddEndpointFilter((context, next) =>
+        endpoints.MapOpenApi().AddEndpointFilter((context, next) =>
             context.HttpContext.GetRouteValue("documentName") is string name && !name.Equals("v1", StringComparison.OrdinalIgnoreCase)
                 ? ValueTask.FromResult<object?>(Http.Problems.NotFound("No such OpenAPI document; it is /openapi/v1.json."))
                 : next(context));
         // The Swagger UI middleware matches every request's path with a regular expression; only /docs needs it.
-        app.UseWhen(context => context.Request.Path.StartsWithSegments("/docs"), docs => docs.UseSwaggerUI(ui =>
+        app.UseWhen(context => context.Request.Path.StartsWithSegments("/docs"), docs =>
         {
-            ui.RoutePrefix = "docs";
-            ui.SwaggerEndpoint("/openapi/v1.json", "Tally");
-            ui.DocumentTitle = "Tally API reference";
-        }));
+            // The Swagger UI middleware serves its page to GET only; it is no endpoint, so the convention above does
+            // not reach it.
+            docs.Use((context, next) =>
+            {
+                if (HttpMethods.IsHead(context.Request.Method)) context.Request.Method = HttpMethods.Get;
+                return next(context);
+            });
+            docs.UseSwaggerUI(ui =>
+            {
+                ui.RoutePrefix = "docs";
+                ui.SwaggerEndpoint("/openapi/v1.json", "Tally");
+                ui.DocumentTitle = "Tally API reference";
+            });
+        });
         return app;
+    }
+
+    private static void AnswerHeadWhereGetIs(EndpointBuilder endpoint)
+    {
+        if (endpoint.Metadata.OfType<HttpMethodMetadata>().LastOrDefault() is { } methods
+            && methods.HttpMethods.Contains(HttpMethods.Get) && !methods.HttpMethods.Contains(HttpMethods.Head))
+        {
+            endpoint.Metadata.Add(new HttpMethodMetadata([.. methods.HttpMethods, HttpMethods.Head], methods.AcceptCorsPreflight));
+        }
     }
 
     public static ILedgerStore CreateStore(TallyOptions options) => options.Store switch
