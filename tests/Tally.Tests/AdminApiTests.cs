@@ -362,6 +362,20 @@ public sealed class AdminApiTests(TallyServerFixture server) : IClassFixture<Tal
     }
 
     [Fact]
+    public async Task AGrantsReasonMayHoldLineBreaksWhereANameMayNot()
+    {
+        var organization = await server.CreateOrganizationAsync(creditsPerPeriod: 0);
+
+        (await AdminAsync(HttpMethod.Post, Organizations(organization.Id, "grants"), new { credits = 5, idempotencyKey = "refund-ticket", reason = "ticket 42\r\n\tsecond line" }))
+            .Expect(HttpStatusCode.Created);
+        (await AdminAsync(HttpMethod.Patch, $"/v1/admin/organizations/{organization.Id}", new { name = "two\nlines" }))
+            .ExpectProblem(HttpStatusCode.BadRequest, "validation_failed");
+
+        Assert.Equal(5, (await server.BalanceAsync(organization.Key))["remaining"]!.GetValue<long>());
+        Assert.NotEqual("two\nlines", (await AdminAsync(HttpMethod.Get, $"/v1/admin/organizations/{organization.Id}")).Expect(HttpStatusCode.OK).String("name"));
+    }
+
+    [Fact]
     public async Task GrantsBurnSoonestExpiringFirst()
     {
         var organization = await server.CreateOrganizationAsync(creditsPerPeriod: 0);

@@ -155,6 +155,25 @@ public sealed class MalformedRequestTests(TallyServerFixture server) : IClassFix
         yield return new("metadata value over 256 characters", invalid, validation, target => Consume(target, "{\"idempotencyKey\":\"k\",\"metadata\":{\"a\":\"" + new string('v', 257) + "\"}}"));
         yield return new("metadata with an empty key", invalid, validation, target => Consume(target, "{\"idempotencyKey\":\"k\",\"metadata\":{\"\":\"v\"}}"));
 
+        // A field named twice has no one meaning; text fields refuse control characters; value names are lowercase.
+        yield return new("credits named twice", invalid, validation, target => Consume(target, "{\"credits\":1,\"credits\":1000,\"idempotencyKey\":\"k\"}"));
+        yield return new("a metadata key named twice", invalid, validation, target => Consume(target, "{\"idempotencyKey\":\"k\",\"metadata\":{\"a\":\"1\",\"a\":\"2\"}}"));
+        yield return new("identifier with a NUL character", invalid, validation, target => Consume(target, "{\"identifier\":\"a\\u0000b\",\"idempotencyKey\":\"k\"}"));
+        yield return new("assistantId with a line break", invalid, validation, target => Consume(target, "{\"assistantId\":\"a\\nb\",\"idempotencyKey\":\"k\"}"));
+        yield return new("hold identifier with a C1 control character", invalid, validation, target => Hold(target, "{\"credits\":1,\"identifier\":\"a\\u009bb\",\"idempotencyKey\":\"k\"}"));
+        yield return new("organization name with an escape character", invalid, validation,
+            target => new("POST", "/v1/admin/organizations", TallyServerFixture.Admin, "{\"name\":\"red\\u001b[31m\"}"));
+        yield return new("renaming an organization to a name with a NUL character", invalid, validation,
+            target => new("PATCH", $"/v1/admin/organizations/{target.Organization.Id}", TallyServerFixture.Admin, "{\"name\":\"a\\u0000\"}"));
+        yield return new("grant reason with an escape character", invalid, validation,
+            target => new("POST", $"/v1/admin/organizations/{target.Organization.Id}/grants", TallyServerFixture.Admin, "{\"credits\":5,\"idempotencyKey\":\"k\",\"reason\":\"a\\u001bb\"}"));
+        yield return new("grant source in capitals", invalid, validation,
+            target => new("POST", $"/v1/admin/organizations/{target.Organization.Id}/grants", TallyServerFixture.Admin, "{\"credits\":5,\"idempotencyKey\":\"k\",\"source\":\"Promo\"}"));
+        yield return new("subscription period in capitals", invalid, validation,
+            target => new("PUT", $"/v1/admin/organizations/{target.Organization.Id}/subscription", TallyServerFixture.Admin, "{\"plan\":\"p\",\"creditsPerPeriod\":5,\"period\":\"Month\"}"));
+        yield return new("status in capitals", invalid, validation,
+            target => new("PATCH", $"/v1/admin/organizations/{target.Organization.Id}", TallyServerFixture.Admin, "{\"status\":\"Disabled\"}"));
+
         // Idempotency keys (SPEC §2 rule 2: required, 1 to 128 printable ASCII characters, header and body agreeing).
         yield return new("missing idempotency key", invalid, validation, target => Consume(target, "{\"credits\":1}"));
         yield return new("empty body, so no idempotency key", invalid, validation, target => new("POST", "/v1/consumptions", target.Organization.Key.Bearer));

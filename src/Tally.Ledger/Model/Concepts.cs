@@ -118,13 +118,17 @@ public static class Names
         return names.ToArray();
     }
 
+    /// <summary>
+    /// A value's name exactly as Tally writes it, in lowercase: "month", not "Month", as groupBy and scopes are read,
+    /// so that one spelling is stored, compared and documented (docs/api.md).
+    /// </summary>
     private static bool TryParseLower<TEnum>(string? text, out TEnum value) where TEnum : struct, Enum
     {
         value = default;
         if (string.IsNullOrEmpty(text)) return false;
         foreach (var candidate in Enum.GetValues<TEnum>())
         {
-            if (string.Equals(candidate.ToString(), text, StringComparison.OrdinalIgnoreCase))
+            if (string.Equals(candidate.ToString().ToLowerInvariant(), text, StringComparison.Ordinal))
             {
                 value = candidate;
                 return true;

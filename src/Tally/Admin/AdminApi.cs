@@ -174,7 +174,7 @@ public static class AdminApi
         }
         var priority = body.Long("priority", -1_000_000, 1_000_000) ?? 0;
         var expiresAt = body.Time("expiresAt");
-        var reason = body.String("reason", Limits.TextLengthMax);
+        var reason = body.String("reason", Limits.TextLengthMax, lineBreaksAllowed: true);
         if (!body.IsValid) return body.Problem;
         return Outcomes.Created(context, await engine.GrantAsync(new GrantRequest(id, credits!.Value, key!, source, (int)priority, expiresAt, reason)));
     }

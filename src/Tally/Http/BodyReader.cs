@@ -35,7 +35,8 @@ public sealed class BodyReader
             // JsonDocument checks a string's UTF-8 only when the string is read, which would then throw (a 500);
             // checking the whole body first makes it a field error like any other unreadable body.
             if (!System.Text.Unicode.Utf8.IsValid(bytes)) return (null, Problems.Validation("body", "The body is not valid UTF-8 text."));
-            document = JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = JsonDepthMax });
+            // A field named twice ({"credits":1,"credits":1000}) has no one meaning: refused, not read as the last.
+            document = JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = JsonDepthMax, AllowDuplicateProperties = false });
         }
         catch (JsonException exception)
         {
@@ -79,7 +80,12 @@ public sealed class BodyReader
         return number;
     }
 
-    public string? String(string field, int lengthMax, bool required = false)
+    /// <summary>
+    /// A text field. Control characters (NUL, escape, a line break …) are refused: names and ids are shown in the
+    /// dashboard, the command line and logs, where they would break lines or hide text. Free text that may hold
+    /// lines (a grant's reason) passes <paramref name="lineBreaksAllowed"/> for tabs and line breaks.
+    /// </summary>
+    public string? String(string field, int lengthMax, bool required = false, bool lineBreaksAllowed = false)
     {
         if (!root.TryGetProperty(field, out var value) || value.ValueKind == JsonValueKind.Null)
         {
@@ -97,6 +103,11 @@ public sealed class BodyReader
             Fail(field, required ? $"Must be 1 to {lengthMax} characters." : $"Must be at most {lengthMax} characters.");
             return null;
         }
+        if (HasControlCharacter(text, lineBreaksAllowed))
+        {
+            Fail(field, lineBreaksAllowed ? "Must not contain control characters other than tabs and line breaks." : "Must not contain control characters (such as NUL or a line break).");
+            return null;
+        }
         return text;
     }
 
@@ -105,6 +116,15 @@ public sealed class BodyReader
     /// emoji is one), not as the UTF-16 units .NET's Length counts (an emoji is two of those).
     /// </summary>
     public static bool IsLongerThan(string text, int lengthMax) => text.Length > lengthMax && text.EnumerateRunes().Count() > lengthMax;
+
+    private static bool HasControlCharacter(string text, bool lineBreaksAllowed)
+    {
+        foreach (var character in text)
+        {
+            if (char.IsControl(character) && !(lineBreaksAllowed && character is '\t' or '\n' or '\r')) return true;
+        }
+        return false;
+    }
 
     public DateTimeOffset? Time(string field)
     {
