@@ -376,7 +376,7 @@ public sealed class AdminApiTests(TallyServerFixture server) : IClassFixture<Tal
     }
 
     [Fact]
-    public async Task GrantsBurnSoonestExpiringFirst()
+    public async Task GrantsBurnSoonestExpiringFirstAndTheBalanceListsThemInThatOrder()
     {
         var organization = await server.CreateOrganizationAsync(creditsPerPeriod: 0);
         var lasting = (await AdminAsync(HttpMethod.Post, Organizations(organization.Id, "grants"), new { credits = 10, idempotencyKey = "never" })).Expect(HttpStatusCode.Created);
@@ -385,9 +385,10 @@ public sealed class AdminApiTests(TallyServerFixture server) : IClassFixture<Tal
 
         (await server.ConsumeAsync(organization.Key, credits: 12)).Expect(HttpStatusCode.Created);
 
-        var grants = (await server.BalanceAsync(organization.Key))["grants"]!.AsArray().ToDictionary(grant => grant!["id"]!.GetValue<string>(), grant => grant!["remaining"]!.GetValue<long>());
-        Assert.Equal(0, grants[expiring.String("id")]);
-        Assert.Equal(8, grants[lasting.String("id")]);
+        var grants = (await server.BalanceAsync(organization.Key))["grants"]!.AsArray()
+            .Select(grant => (grant!["id"]!.GetValue<string>(), grant!["remaining"]!.GetValue<long>())).ToList();
+        // Created lasting first; listed as they are spent.
+        Assert.Equal([(expiring.String("id"), 0L), (lasting.String("id"), 8L)], grants);
         await server.AssertLedgerVerifiedAsync();
     }
 

@@ -25,7 +25,11 @@ internal static class Views
     public static BalanceView Balance(OrganizationState state, DateTimeOffset now)
     {
         var figures = Figures(state, now);
-        var grants = state.Grants.Where(grant => !grant.Expired).Select(Grant).ToList();
+        // In the order they are spent: the same on every read and node, whatever order the state holds them in (a
+        // renewal read before it is written, and the same renewal read back from the tables, hold them differently).
+        var live = state.Grants.FindAll(grant => !grant.Expired);
+        live.Sort(OrganizationState.BurnOrder);
+        var grants = live.ConvertAll(Grant);
         return new BalanceView(state.Id, Subscription(state.Subscription), figures.Total, figures.Used, figures.Remaining, figures.Held,
             figures.Unlimited, figures.HasAssistant, Names.Of(state.Status), grants);
     }

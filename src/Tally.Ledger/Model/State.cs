@@ -152,22 +152,24 @@ public sealed class OrganizationState
     }
 
     /// <summary>Burn order of SPEC §2 rule 5: soonest expiry first (never last), then lower priority, then oldest.</summary>
+    public static readonly Comparison<GrantState> BurnOrder = static (left, right) =>
+    {
+        var byExpiry = (left.ExpiresAt ?? DateTimeOffset.MaxValue).CompareTo(right.ExpiresAt ?? DateTimeOffset.MaxValue);
+        if (byExpiry != 0) return byExpiry;
+        var byPriority = left.Priority.CompareTo(right.Priority);
+        if (byPriority != 0) return byPriority;
+        var byAge = left.CreatedAt.CompareTo(right.CreatedAt);
+        if (byAge != 0) return byAge;
+        // A rollover is issued in the same instant as the allowance it accompanies, with the same expiry, but
+        // its credits are a period older, so it burns first; without this the order would follow random ids.
+        var byOrigin = (left.Source != GrantSource.Rollover).CompareTo(right.Source != GrantSource.Rollover);
+        return byOrigin != 0 ? byOrigin : string.CompareOrdinal(left.Id, right.Id);
+    };
+
     public List<GrantState> SpendableInBurnOrder(DateTimeOffset now)
     {
         var spendable = Grants.FindAll(grant => grant.IsSpendableAt(now) && grant.Remaining > 0);
-        spendable.Sort(static (left, right) =>
-        {
-            var byExpiry = (left.ExpiresAt ?? DateTimeOffset.MaxValue).CompareTo(right.ExpiresAt ?? DateTimeOffset.MaxValue);
-            if (byExpiry != 0) return byExpiry;
-            var byPriority = left.Priority.CompareTo(right.Priority);
-            if (byPriority != 0) return byPriority;
-            var byAge = left.CreatedAt.CompareTo(right.CreatedAt);
-            if (byAge != 0) return byAge;
-            // A rollover is issued in the same instant as the allowance it accompanies, with the same expiry, but
-            // its credits are a period older, so it burns first; without this the order would follow random ids.
-            var byOrigin = (left.Source != GrantSource.Rollover).CompareTo(right.Source != GrantSource.Rollover);
-            return byOrigin != 0 ? byOrigin : string.CompareOrdinal(left.Id, right.Id);
-        });
+        spendable.Sort(BurnOrder);
         return spendable;
     }
 }
