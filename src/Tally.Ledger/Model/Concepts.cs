@@ -89,11 +89,29 @@ public static class Names
         EntryKind.RolloverOut => "rollover_out", _ => "forfeit",
     };
 
-    public static bool TryParsePeriod(string? text, out PeriodKind period) => TryParseLower(text, out period);
+    // The parsers below read exactly the names Of writes, in lowercase ("month", not "Month"), as groupBy and scopes
+    // are read: one spelling is stored, compared and documented (docs/api.md).
+    public static bool TryParsePeriod(string? text, out PeriodKind period) => TryParse(text switch
+    {
+        "day" => PeriodKind.Day, "week" => PeriodKind.Week, "month" => PeriodKind.Month, "year" => PeriodKind.Year, _ => null,
+    }, out period);
 
-    public static bool TryParseSource(string? text, out GrantSource source) => TryParseLower(text, out source);
+    public static bool TryParseSource(string? text, out GrantSource source) => TryParse(text switch
+    {
+        "allowance" => GrantSource.Allowance, "rollover" => GrantSource.Rollover, "topup" => GrantSource.Topup,
+        "promo" => GrantSource.Promo, "adjustment" => GrantSource.Adjustment, _ => null,
+    }, out source);
 
-    public static bool TryParseStatus(string? text, out OrganizationStatus status) => TryParseLower(text, out status);
+    public static bool TryParseStatus(string? text, out OrganizationStatus status) => TryParse(text switch
+    {
+        "active" => OrganizationStatus.Active, "disabled" => OrganizationStatus.Disabled, "deleted" => OrganizationStatus.Deleted, _ => null,
+    }, out status);
+
+    private static bool TryParse<TEnum>(TEnum? parsed, out TEnum value) where TEnum : struct, Enum
+    {
+        value = parsed.GetValueOrDefault();
+        return parsed.HasValue;
+    }
 
     public static bool TryParseScopes(IEnumerable<string> scopes, out KeyScopes parsed)
     {
@@ -116,24 +134,5 @@ public static class Names
         if (scopes.HasFlag(KeyScopes.BalanceRead)) names.Add("balance:read");
         if (scopes.HasFlag(KeyScopes.UsageWrite)) names.Add("usage:write");
         return names.ToArray();
-    }
-
-    /// <summary>
-    /// A value's name exactly as Tally writes it, in lowercase: "month", not "Month", as groupBy and scopes are read,
-    /// so that one spelling is stored, compared and documented (docs/api.md).
-    /// </summary>
-    private static bool TryParseLower<TEnum>(string? text, out TEnum value) where TEnum : struct, Enum
-    {
-        value = default;
-        if (string.IsNullOrEmpty(text)) return false;
-        foreach (var candidate in Enum.GetValues<TEnum>())
-        {
-            if (string.Equals(candidate.ToString().ToLowerInvariant(), text, StringComparison.Ordinal))
-            {
-                value = candidate;
-                return true;
-            }
-        }
-        return false;
     }
 }

@@ -166,6 +166,7 @@ public sealed class OrganizationState
         return byOrigin != 0 ? byOrigin : string.CompareOrdinal(left.Id, right.Id);
     };
 
+    /// <summary>The grants that can be spent at <paramref name="now"/>, in burn order.</summary>
     public List<GrantState> SpendableInBurnOrder(DateTimeOffset now)
     {
         var spendable = Grants.FindAll(grant => grant.IsSpendableAt(now) && grant.Remaining > 0);
