@@ -365,6 +365,7 @@ public sealed class AdminApiTests(TallyServerFixture server) : IClassFixture<Tal
     public async Task AGrantsReasonMayHoldLineBreaksWhereANameMayNot()
     {
         var organization = await server.CreateOrganizationAsync(creditsPerPeriod: 0);
+        var name = (await AdminAsync(HttpMethod.Get, $"/v1/admin/organizations/{organization.Id}")).Expect(HttpStatusCode.OK).String("name");
 
         (await AdminAsync(HttpMethod.Post, Organizations(organization.Id, "grants"), new { credits = 5, idempotencyKey = "refund-ticket", reason = "ticket 42\r\n\tsecond line" }))
             .Expect(HttpStatusCode.Created);
@@ -372,7 +373,34 @@ public sealed class AdminApiTests(TallyServerFixture server) : IClassFixture<Tal
             .ExpectProblem(HttpStatusCode.BadRequest, "validation_failed");
 
         Assert.Equal(5, (await server.BalanceAsync(organization.Key))["remaining"]!.GetValue<long>());
-        Assert.NotEqual("two\nlines", (await AdminAsync(HttpMethod.Get, $"/v1/admin/organizations/{organization.Id}")).Expect(HttpStatusCode.OK).String("name"));
+        Assert.Equal(name, (await AdminAsync(HttpMethod.Get, $"/v1/admin/organizations/{organization.Id}")).Expect(HttpStatusCode.OK).String("name"));
+        await server.AssertLedgerVerifiedAsync();
+    }
+
+    [Fact]
+    public async Task AGrantsExpiryIsCutToTheMillisecondSoItsBurnOrderIsTheOneEveryNodeReadsBack()
+    {
+        var organization = await server.CreateOrganizationAsync(creditsPerPeriod: 0);
+        var promo = (await AdminAsync(HttpMethod.Post, Organizations(organization.Id, "grants"),
+            new { credits = 10, idempotencyKey = "promo", source = "promo", priority = 5, expiresAt = "2027-01-01T00:00:00Z" })).Expect(HttpStatusCode.Created);
+        var topup = (await AdminAsync(HttpMethod.Post, Organizations(organization.Id, "grants"),
+            new { credits = 10, idempotencyKey = "topup", priority = 0, expiresAt = "2027-01-01T00:00:00.0004Z" })).Expect(HttpStatusCode.Created);
+
+        // Stored as whole milliseconds, the two expire at once, so the lower priority burns first, as any node that
+        // reads them from the store orders them.
+        Assert.Equal(new DateTimeOffset(2027, 1, 1, 0, 0, 0, TimeSpan.Zero), topup.Json!["expiresAt"]!.GetValue<DateTimeOffset>());
+        var order = (await server.BalanceAsync(organization.Key))["grants"]!.AsArray().Select(grant => grant!["id"]!.GetValue<string>()).ToList();
+        Assert.Equal([topup.String("id"), promo.String("id")], order);
+        await server.AssertLedgerVerifiedAsync();
+    }
+
+    [Fact]
+    public async Task ANameMayHoldAnEmojiJoinedByZeroWidthJoiners()
+    {
+        var created = (await AdminAsync(HttpMethod.Post, "/v1/admin/organizations", new { name = "family \U0001F468\u200D\U0001F469\u200D\U0001F467" }))
+            .Expect(HttpStatusCode.Created);
+
+        Assert.Equal("family \U0001F468\u200D\U0001F469\u200D\U0001F467", created.String("name"));
     }
 
     [Fact]

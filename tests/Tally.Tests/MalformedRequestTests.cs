@@ -171,6 +171,16 @@ public sealed class MalformedRequestTests(TallyServerFixture server) : IClassFix
             target => new("POST", $"/v1/admin/organizations/{target.Organization.Id}/grants", TallyServerFixture.Admin, "{\"credits\":5,\"idempotencyKey\":\"k\",\"source\":\"Promo\"}"));
         yield return new("subscription period in capitals", invalid, validation,
             target => new("PUT", $"/v1/admin/organizations/{target.Organization.Id}/subscription", TallyServerFixture.Admin, "{\"plan\":\"p\",\"creditsPerPeriod\":5,\"period\":\"Month\"}"));
+        yield return new("half a surrogate pair escaped in a field name", invalid, validation, target => Consume(target, "{\"idempotencyKey\":\"k\",\"\\ud800\":1}"));
+        yield return new("half a surrogate pair escaped in a field name of an array body", invalid, validation, target => Consume(target, "[{\"\\ud800\":1}]"));
+        yield return new("half a surrogate pair escaped in the identifier", invalid, validation, target => Consume(target, "{\"identifier\":\"a\\ud800b\",\"idempotencyKey\":\"k\"}"));
+        yield return new("half a surrogate pair escaped in a metadata value", invalid, validation, target => Consume(target, "{\"idempotencyKey\":\"k\",\"metadata\":{\"a\":\"\\udc00\"}}"));
+        yield return new("a metadata key with an escape character", invalid, validation, target => Consume(target, "{\"idempotencyKey\":\"k\",\"metadata\":{\"k\\u001b\":\"v\"}}"));
+        yield return new("a metadata value with a record separator", invalid, validation, target => Consume(target, "{\"idempotencyKey\":\"k\",\"metadata\":{\"a\":\"1\\u001eb=2\"}}"));
+        yield return new("identifier with a right-to-left override", invalid, validation, target => Consume(target, "{\"identifier\":\"a\\u202eb\",\"idempotencyKey\":\"k\"}"));
+        yield return new("organization name with a line separator", invalid, validation,
+            target => new("POST", "/v1/admin/organizations", TallyServerFixture.Admin, "{\"name\":\"a\\u2028b\"}"));
+        yield return new("an organization search for a NUL character", invalid, validation, target => new("GET", "/v1/admin/organizations?q=%00", TallyServerFixture.Admin));
         yield return new("status in capitals", invalid, validation,
             target => new("PATCH", $"/v1/admin/organizations/{target.Organization.Id}", TallyServerFixture.Admin, "{\"status\":\"Disabled\"}"));
 

@@ -163,6 +163,22 @@ public sealed class NativeApiTests(TallyServerFixture server) : IClassFixture<Ta
     }
 
     [Fact]
+    public async Task MetadataThatOnlyMovesAnEqualsSignBetweenKeyAndValueIsOtherParameters()
+    {
+        var organization = await server.CreateOrganizationAsync(creditsPerPeriod: 100);
+        var first = new Dictionary<string, string> { ["a=b"] = "c", ["note"] = "line one\nline two" };
+        (await PostAsync(organization.Key, "/v1/consumptions", new { idempotencyKey = "moved", metadata = first })).Expect(HttpStatusCode.Created);
+        var before = await server.SnapshotAsync(organization.Id);
+
+        (await PostAsync(organization.Key, "/v1/consumptions", new { idempotencyKey = "moved", metadata = new Dictionary<string, string> { ["a"] = "b=c", ["note"] = "line one\nline two" } }))
+            .ExpectProblem(HttpStatusCode.Conflict, "idempotency_conflict");
+        Assert.True((await PostAsync(organization.Key, "/v1/consumptions", new { idempotencyKey = "moved", metadata = first })).Expect(HttpStatusCode.OK).IsReplay);
+
+        Assert.Equal(before, await server.SnapshotAsync(organization.Id));
+        await server.AssertLedgerVerifiedAsync();
+    }
+
+    [Fact]
     public async Task IdempotencyKeysBelongToOneOrganization()
     {
         var first = await server.CreateOrganizationAsync(creditsPerPeriod: 10);

@@ -46,8 +46,18 @@ internal static class Spending
 
     public static string Join(params object?[] parts) => string.Join('\u001f', parts);
 
+    /// <summary>
+    /// Metadata as one text for the fingerprint, each pair key=value, pairs apart by U+001E, in key order. It reads
+    /// one way only: neither keys nor values may hold that separator (the API refuses control characters in both,
+    /// but tabs and line breaks in values), and a key's own '=' and '\' are escaped, so {"a=b":"c"} and {"a":"b=c"}
+    /// differ. Keys without them, nearly all, read as they did before the escaping, so earlier keys still replay.
+    /// </summary>
     public static string MetadataText(IReadOnlyDictionary<string, string>? metadata) =>
-        metadata is null ? "" : string.Join('\u001e', metadata.OrderBy(pair => pair.Key, StringComparer.Ordinal).Select(pair => pair.Key + "=" + pair.Value));
+        metadata is null ? "" : string.Join('\u001e', metadata.OrderBy(pair => pair.Key, StringComparer.Ordinal)
+            .Select(pair => EscapedKey(pair.Key) + "=" + pair.Value));
+
+    private static string EscapedKey(string key) =>
+        key.AsSpan().IndexOfAny('=', '\\') < 0 ? key : key.Replace("\\", "\\\\").Replace("=", "\\=");
 }
 
 internal sealed class ConsumeCommand(ConsumeRequest request)

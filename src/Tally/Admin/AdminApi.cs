@@ -73,7 +73,11 @@ public static class AdminApi
         if (!Paging.TryParseLimit(limit, out var pageSize)) return Paging.LimitProblem;
         // The organizations' cursor is the last id of a page, as the ledger's is its last entry number.
         if (cursor is not null && !(cursor.StartsWith("org-", StringComparison.Ordinal) && Guid.TryParse(cursor.AsSpan(4), out _))) return Paging.CursorProblem;
-        if (q is not null && BodyReader.IsLongerThan(q, Limits.TextLengthMax)) return Problems.Validation("q", $"Must be at most {Limits.TextLengthMax} characters.");
+        // No name holds a control character (BodyReader), so a search for one finds nothing; PostgreSQL refuses NUL.
+        if (q is not null && (BodyReader.IsLongerThan(q, Limits.TextLengthMax) || BodyReader.HasControlCharacter(q)))
+        {
+            return Problems.Validation("q", $"Must be at most {Limits.TextLengthMax} characters, without control characters.");
+        }
         var page = await engine.Store.ListOrganizationsAsync(cursor, pageSize, q, cancellationToken);
         var summaries = new List<OrganizationSummary>(page.Items.Count);
         foreach (var state in page.Items)
@@ -97,7 +101,7 @@ public static class AdminApi
         if (body is null) return problem!;
         var name = body.String("name", Limits.TextLengthMax);
         if (body.Has("name") && !body.IsNull("name") && string.IsNullOrWhiteSpace(name) && body.IsValid) body.Fail("name", "Must not be empty.");
-        var statusText = body.String("status", 16);
+        var statusText = body.String("status", Limits.TextLengthMax);
         OrganizationStatus? status = null;
         if (statusText is not null)
         {
@@ -148,9 +152,9 @@ public static class AdminApi
         var plan = body.String("plan", Limits.TextLengthMax, required: true);
         if (!body.Has("creditsPerPeriod")) body.Fail("creditsPerPeriod", "Is required: a whole number, or null for unlimited.");
         var creditsPerPeriod = body.Long("creditsPerPeriod", 0, Limits.GrantCreditsMax);
-        var periodText = body.String("period", 8, required: true);
-        var period = PeriodKind.Month;
-        if (periodText is not null && !Names.TryParsePeriod(periodText, out period)) body.Fail("period", "Must be day, week, month or year.");
+        // Read at any length, so that a wrong value is told the right ones, not a length.
+        var periodText = body.String("period", Limits.TextLengthMax);
+        if (!Names.TryParsePeriod(periodText, out var period)) body.Fail("period", "Must be day, week, month or year.");
         var anchor = body.Time("anchor");
         var rolloverMax = body.Long("rolloverMax", 0, Limits.GrantCreditsMax) ?? 0;
         if (!body.IsValid) return body.Problem;
@@ -166,7 +170,7 @@ public static class AdminApi
         if (body is null) return problem!;
         var credits = body.RequiredLong("credits", 1, Limits.GrantCreditsMax);
         var key = body.IdempotencyKey(context.Request);
-        var sourceText = body.String("source", 16);
+        var sourceText = body.String("source", Limits.TextLengthMax);
         var source = GrantSource.Topup;
         if (sourceText is not null && (!Names.TryParseSource(sourceText, out source) || source is GrantSource.Allowance or GrantSource.Rollover))
         {

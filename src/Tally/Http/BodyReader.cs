@@ -40,13 +40,56 @@ public sealed class BodyReader
         }
         catch (JsonException exception)
         {
-            return (null, Problems.Validation("body", $"The body is not valid JSON: {exception.Message}"));
+            return (null, Problems.Validation("body", $"The body must be JSON that names each field once: {exception.Message}"));
         }
+        catch (InvalidOperationException)
+        {
+            // Comparing names for duplicates decodes them, and a name escaping half a surrogate pair cannot be decoded.
+            return (null, UnreadableText);
+        }
+        // A string value escaping half a surrogate pair ("\ud800") is valid JSON but no text: reading it later would
+        // throw (a 500), so every string of the body is decoded once here.
+        if (!IsReadableText(document.RootElement)) return (null, UnreadableText);
         if (document.RootElement.ValueKind != JsonValueKind.Object)
         {
             return (null, Problems.Validation("body", "The body must be a JSON object."));
         }
         return (new BodyReader(document.RootElement), null);
+    }
+
+    private static ProblemHttpResult UnreadableText =>
+        Problems.Validation("body", "The body holds a string that is not Unicode text: an escaped half of a surrogate pair, such as \\ud800, alone.");
+
+    private static bool IsReadableText(JsonElement element)
+    {
+        try
+        {
+            switch (element.ValueKind)
+            {
+                case JsonValueKind.String:
+                    _ = element.GetString();
+                    return true;
+                case JsonValueKind.Array:
+                    foreach (var item in element.EnumerateArray())
+                    {
+                        if (!IsReadableText(item)) return false;
+                    }
+                    return true;
+                case JsonValueKind.Object:
+                    foreach (var property in element.EnumerateObject())
+                    {
+                        _ = property.Name;
+                        if (!IsReadableText(property.Value)) return false;
+                    }
+                    return true;
+                default:
+                    return true;
+            }
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
+        }
     }
 
     public void Fail(string field, string message) => errors[field] = [message];
@@ -117,11 +160,16 @@ public sealed class BodyReader
     /// </summary>
     public static bool IsLongerThan(string text, int lengthMax) => text.Length > lengthMax && text.EnumerateRunes().Count() > lengthMax;
 
-    private static bool HasControlCharacter(string text, bool lineBreaksAllowed)
+    /// <summary>
+    /// Whether a text holds a control character (C0, DEL, C1), a line or paragraph separator (U+2028, U+2029), or a
+    /// bidirectional override or isolate (U+202A to U+202E, U+2066 to U+2069), which reorder what is shown after them.
+    /// </summary>
+    public static bool HasControlCharacter(string text, bool lineBreaksAllowed = false)
     {
         foreach (var character in text)
         {
-            if (char.IsControl(character) && !(lineBreaksAllowed && character is '\t' or '\n' or '\r')) return true;
+            var control = char.IsControl(character) || character is '\u2028' or '\u2029' or (>= '\u202A' and <= '\u202E') or (>= '\u2066' and <= '\u2069');
+            if (control && !(lineBreaksAllowed && character is '\t' or '\n' or '\r')) return true;
         }
         return false;
     }
@@ -151,7 +199,7 @@ public sealed class BodyReader
     public Dictionary<string, string>? Metadata(string field)
     {
         if (!root.TryGetProperty(field, out var value) || value.ValueKind == JsonValueKind.Null) return null;
-        var message = $"Must be an object of at most {Limits.MetadataPairsMax} string values, keys and values of at most {Limits.TextLengthMax} characters.";
+        var message = $"Must be an object of at most {Limits.MetadataPairsMax} string values, keys and values of at most {Limits.TextLengthMax} characters, without control characters (values may hold tabs and line breaks).";
         if (value.ValueKind != JsonValueKind.Object)
         {
             Fail(field, message);
@@ -160,8 +208,10 @@ public sealed class BodyReader
         var pairs = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var property in value.EnumerateObject())
         {
+            // Keys are names, held to the rule of text fields; values are the caller's data, which may hold lines.
             if (pairs.Count >= Limits.MetadataPairsMax || property.Value.ValueKind != JsonValueKind.String
-                || property.Name.Length == 0 || IsLongerThan(property.Name, Limits.TextLengthMax) || IsLongerThan(property.Value.GetString()!, Limits.TextLengthMax))
+                || property.Name.Length == 0 || IsLongerThan(property.Name, Limits.TextLengthMax) || HasControlCharacter(property.Name)
+                || IsLongerThan(property.Value.GetString()!, Limits.TextLengthMax) || HasControlCharacter(property.Value.GetString()!, lineBreaksAllowed: true))
             {
                 Fail(field, message);
                 return null;
