@@ -375,7 +375,7 @@ public sealed class HostileRequests(Random random, FuzzTargets targets)
         switch (random.Next(8))
         {
             case 0: tricks.Add("deleted character"); return text.Length == 0 ? text : text.Remove(at, 1);
-            case 1: tricks.Add("inserted character"); return text.Insert(at, Pick(["{", "}", "[", "]", "\"", ":", ",", "\\", "0", "-", " ", "\u0001", "\u00e9", "\u2028", "'"]));
+            case 1: tricks.Add("inserted character"); return text.Insert(at, Pick(["{", "}", "[", "]", "\"", ":", ",", "\\", "0", "-", " ", "\u0001", "\u00e9", "\u2028", "'", "\\ud800"]));
             case 2: tricks.Add("truncated"); return text[..at];
             case 3: tricks.Add("duplicate field"); return text.StartsWith('{') ? "{\"credits\":5," + text[1..] : text;
             case 4: tricks.Add("in an array"); return "[" + text + "]";
