@@ -20,7 +20,11 @@ public sealed class MalformedRequestTests(TallyServerFixture server) : IClassFix
         public bool Chunked { get; init; }
     }
 
-    public sealed record Case(string Name, int Status, string? Code, Func<Target, Request> Build);
+    public sealed record Case(string Name, int Status, string? Code, Func<Target, Request> Build)
+    {
+        /// <summary>The field a validation problem must name, where a case says so: a 400 for the wrong field passes otherwise.</summary>
+        public string? Field { get; init; }
+    }
 
     private const string CreditsUsagePath = "/chat/Chatbot/GetMessageCreditsUsage";
     private const string CheckBalancePath = "/api/v1/agents/check-balance";
@@ -44,6 +48,11 @@ public sealed class MalformedRequestTests(TallyServerFixture server) : IClassFix
         Assert.True((int)reply.Status is >= 400 and < 500, "expected a 4xx; " + context);
         Assert.True((int)reply.Status == @case.Status, $"expected {@case.Status}; " + context);
         AssertEnvelope(request.Path, (int)reply.Status, @case.Code, reply, context);
+        if (@case.Field is { } field)
+        {
+            var errors = System.Text.Json.Nodes.JsonNode.Parse(reply.Text)?["errors"]?.AsObject();
+            Assert.True(errors?.ContainsKey(field) == true, $"expected the problem to name {field}; " + context);
+        }
         Assert.True(reply.Headers.ContainsKey("x-request-id"), "every answer of Tally carries its request id; " + context);
         Assert.Equal(before, (await server.SnapshotAsync(target.Organization.Id), await server.SnapshotAsync(target.Other.Id)));
         await server.AssertLedgerVerifiedAsync();
@@ -156,33 +165,33 @@ public sealed class MalformedRequestTests(TallyServerFixture server) : IClassFix
         yield return new("metadata with an empty key", invalid, validation, target => Consume(target, "{\"idempotencyKey\":\"k\",\"metadata\":{\"\":\"v\"}}"));
 
         // A field named twice has no one meaning; text fields refuse control characters; value names are lowercase.
-        yield return new("credits named twice", invalid, validation, target => Consume(target, "{\"credits\":1,\"credits\":1000,\"idempotencyKey\":\"k\"}"));
-        yield return new("a metadata key named twice", invalid, validation, target => Consume(target, "{\"idempotencyKey\":\"k\",\"metadata\":{\"a\":\"1\",\"a\":\"2\"}}"));
-        yield return new("identifier with a NUL character", invalid, validation, target => Consume(target, "{\"identifier\":\"a\\u0000b\",\"idempotencyKey\":\"k\"}"));
-        yield return new("assistantId with a line break", invalid, validation, target => Consume(target, "{\"assistantId\":\"a\\nb\",\"idempotencyKey\":\"k\"}"));
-        yield return new("hold identifier with a C1 control character", invalid, validation, target => Hold(target, "{\"credits\":1,\"identifier\":\"a\\u009bb\",\"idempotencyKey\":\"k\"}"));
+        yield return new("credits named twice", invalid, validation, target => Consume(target, "{\"credits\":1,\"credits\":1000,\"idempotencyKey\":\"k\"}")) { Field = "body" };
+        yield return new("a metadata key named twice", invalid, validation, target => Consume(target, "{\"idempotencyKey\":\"k\",\"metadata\":{\"a\":\"1\",\"a\":\"2\"}}")) { Field = "body" };
+        yield return new("identifier with a NUL character", invalid, validation, target => Consume(target, "{\"identifier\":\"a\\u0000b\",\"idempotencyKey\":\"k\"}")) { Field = "identifier" };
+        yield return new("assistantId with a line break", invalid, validation, target => Consume(target, "{\"assistantId\":\"a\\nb\",\"idempotencyKey\":\"k\"}")) { Field = "assistantId" };
+        yield return new("hold identifier with a C1 control character", invalid, validation, target => Hold(target, "{\"credits\":1,\"identifier\":\"a\\u009bb\",\"idempotencyKey\":\"k\"}")) { Field = "identifier" };
         yield return new("organization name with an escape character", invalid, validation,
-            target => new("POST", "/v1/admin/organizations", TallyServerFixture.Admin, "{\"name\":\"red\\u001b[31m\"}"));
+            target => new("POST", "/v1/admin/organizations", TallyServerFixture.Admin, "{\"name\":\"red\\u001b[31m\"}")) { Field = "name" };
         yield return new("renaming an organization to a name with a NUL character", invalid, validation,
-            target => new("PATCH", $"/v1/admin/organizations/{target.Organization.Id}", TallyServerFixture.Admin, "{\"name\":\"a\\u0000\"}"));
+            target => new("PATCH", $"/v1/admin/organizations/{target.Organization.Id}", TallyServerFixture.Admin, "{\"name\":\"a\\u0000\"}")) { Field = "name" };
         yield return new("grant reason with an escape character", invalid, validation,
-            target => new("POST", $"/v1/admin/organizations/{target.Organization.Id}/grants", TallyServerFixture.Admin, "{\"credits\":5,\"idempotencyKey\":\"k\",\"reason\":\"a\\u001bb\"}"));
+            target => new("POST", $"/v1/admin/organizations/{target.Organization.Id}/grants", TallyServerFixture.Admin, "{\"credits\":5,\"idempotencyKey\":\"k\",\"reason\":\"a\\u001bb\"}")) { Field = "reason" };
         yield return new("grant source in capitals", invalid, validation,
-            target => new("POST", $"/v1/admin/organizations/{target.Organization.Id}/grants", TallyServerFixture.Admin, "{\"credits\":5,\"idempotencyKey\":\"k\",\"source\":\"Promo\"}"));
+            target => new("POST", $"/v1/admin/organizations/{target.Organization.Id}/grants", TallyServerFixture.Admin, "{\"credits\":5,\"idempotencyKey\":\"k\",\"source\":\"Promo\"}")) { Field = "source" };
         yield return new("subscription period in capitals", invalid, validation,
-            target => new("PUT", $"/v1/admin/organizations/{target.Organization.Id}/subscription", TallyServerFixture.Admin, "{\"plan\":\"p\",\"creditsPerPeriod\":5,\"period\":\"Month\"}"));
-        yield return new("half a surrogate pair escaped in a field name", invalid, validation, target => Consume(target, "{\"idempotencyKey\":\"k\",\"\\ud800\":1}"));
-        yield return new("half a surrogate pair escaped in a field name of an array body", invalid, validation, target => Consume(target, "[{\"\\ud800\":1}]"));
-        yield return new("half a surrogate pair escaped in the identifier", invalid, validation, target => Consume(target, "{\"identifier\":\"a\\ud800b\",\"idempotencyKey\":\"k\"}"));
-        yield return new("half a surrogate pair escaped in a metadata value", invalid, validation, target => Consume(target, "{\"idempotencyKey\":\"k\",\"metadata\":{\"a\":\"\\udc00\"}}"));
-        yield return new("a metadata key with an escape character", invalid, validation, target => Consume(target, "{\"idempotencyKey\":\"k\",\"metadata\":{\"k\\u001b\":\"v\"}}"));
-        yield return new("a metadata value with a record separator", invalid, validation, target => Consume(target, "{\"idempotencyKey\":\"k\",\"metadata\":{\"a\":\"1\\u001eb=2\"}}"));
-        yield return new("identifier with a right-to-left override", invalid, validation, target => Consume(target, "{\"identifier\":\"a\\u202eb\",\"idempotencyKey\":\"k\"}"));
+            target => new("PUT", $"/v1/admin/organizations/{target.Organization.Id}/subscription", TallyServerFixture.Admin, "{\"plan\":\"p\",\"creditsPerPeriod\":5,\"period\":\"Month\"}")) { Field = "period" };
+        yield return new("half a surrogate pair escaped in a field name", invalid, validation, target => Consume(target, "{\"idempotencyKey\":\"k\",\"\\ud800\":1}")) { Field = "body" };
+        yield return new("half a surrogate pair escaped in a field name of an array body", invalid, validation, target => Consume(target, "[{\"\\ud800\":1}]")) { Field = "body" };
+        yield return new("half a surrogate pair escaped in the identifier", invalid, validation, target => Consume(target, "{\"identifier\":\"a\\ud800b\",\"idempotencyKey\":\"k\"}")) { Field = "body" };
+        yield return new("half a surrogate pair escaped in a metadata value", invalid, validation, target => Consume(target, "{\"idempotencyKey\":\"k\",\"metadata\":{\"a\":\"\\udc00\"}}")) { Field = "body" };
+        yield return new("a metadata key with an escape character", invalid, validation, target => Consume(target, "{\"idempotencyKey\":\"k\",\"metadata\":{\"k\\u001b\":\"v\"}}")) { Field = "metadata" };
+        yield return new("a metadata value with a record separator", invalid, validation, target => Consume(target, "{\"idempotencyKey\":\"k\",\"metadata\":{\"a\":\"1\\u001eb=2\"}}")) { Field = "metadata" };
+        yield return new("identifier with a right-to-left override", invalid, validation, target => Consume(target, "{\"identifier\":\"a\\u202eb\",\"idempotencyKey\":\"k\"}")) { Field = "identifier" };
         yield return new("organization name with a line separator", invalid, validation,
-            target => new("POST", "/v1/admin/organizations", TallyServerFixture.Admin, "{\"name\":\"a\\u2028b\"}"));
-        yield return new("an organization search for a NUL character", invalid, validation, target => new("GET", "/v1/admin/organizations?q=%00", TallyServerFixture.Admin));
+            target => new("POST", "/v1/admin/organizations", TallyServerFixture.Admin, "{\"name\":\"a\\u2028b\"}")) { Field = "name" };
+        yield return new("an organization search for a NUL character", invalid, validation, target => new("GET", "/v1/admin/organizations?q=%00", TallyServerFixture.Admin)) { Field = "q" };
         yield return new("status in capitals", invalid, validation,
-            target => new("PATCH", $"/v1/admin/organizations/{target.Organization.Id}", TallyServerFixture.Admin, "{\"status\":\"Disabled\"}"));
+            target => new("PATCH", $"/v1/admin/organizations/{target.Organization.Id}", TallyServerFixture.Admin, "{\"status\":\"Disabled\"}")) { Field = "status" };
 
         // Idempotency keys (SPEC §2 rule 2: required, 1 to 128 printable ASCII characters, header and body agreeing).
         yield return new("missing idempotency key", invalid, validation, target => Consume(target, "{\"credits\":1}"));
