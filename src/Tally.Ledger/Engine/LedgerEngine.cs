@@ -307,7 +307,10 @@ public sealed class LedgerEngine : IAsyncDisposable
     /// </summary>
     private void Fail(List<LedgerCommand> batch, long started, Exception exception)
     {
-        var error = new LedgerError(ErrorCode.StoreFailure, "The change could not be stored durably; nothing was applied. Retry with the same idempotency key.");
+        // Not "nothing was applied": a commit whose answer was lost (PostgreSQL's connection cut after COMMIT was sent)
+        // may have been stored. The idempotency key makes the retry safe either way: a stored change is replayed.
+        var error = new LedgerError(ErrorCode.StoreFailure,
+            "The change may not have been stored: the store failed or did not confirm the commit. Retry with the same idempotency key; a change that was stored is answered as a replay, never applied twice.");
         foreach (var command in batch) command.Fail(error);
         BatchCompleted?.Invoke(new BatchReport(batch.Count, Stopwatch.GetElapsedTime(started).TotalMilliseconds, false));
         LastFailure = exception;
