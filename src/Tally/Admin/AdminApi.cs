@@ -28,29 +28,30 @@ public static class AdminApi
 {
     public static IEndpointRouteBuilder MapAdmin(this IEndpointRouteBuilder routes)
     {
-        var admin = routes.MapGroup("/v1/admin").WithTags("Admin").AddEndpointFilter<AuditFilter>().AddEndpointFilter<OperatorKeyFilter>();
+        var admin = routes.MapGroup("/v1/admin").WithTags("Admin").AddEndpointFilter<AuditFilter>().AddEndpointFilter<OperatorKeyFilter>()
+            .WithProblems(StatusCodes.Status401Unauthorized, StatusCodes.Status429TooManyRequests, StatusCodes.Status503ServiceUnavailable);
         admin.MapPost("/organizations", CreateOrganization).WithBody<OrganizationBody>().WithName("CreateOrganization");
-        admin.MapGet("/organizations", ListOrganizations).WithName("ListOrganizations");
-        admin.MapGet("/organizations/{id}", GetOrganization).WithName("GetOrganization");
-        admin.MapMethods("/organizations/{id}", ["PATCH"], UpdateOrganization).WithBody<OrganizationPatchBody>().WithName("UpdateOrganization");
-        admin.MapDelete("/organizations/{id}", DeleteOrganization).WithName("DeleteOrganization");
-        admin.MapPost("/organizations/{id}/keys", CreateKey).WithBody<KeyBody>().WithName("CreateKey");
-        admin.MapGet("/organizations/{id}/keys", ListKeys).WithName("ListKeys");
-        admin.MapDelete("/organizations/{id}/keys/{keyId}", RevokeKey).WithName("RevokeKey");
-        admin.MapPut("/organizations/{id}/subscription", PutSubscription).WithBody<SubscriptionBody>().WithName("PutSubscription");
-        admin.MapDelete("/organizations/{id}/subscription", CancelSubscription).WithName("CancelSubscription");
-        admin.MapPost("/organizations/{id}/grants", Grant).WithBody<GrantBody>().WithName("Grant");
-        admin.MapPost("/organizations/{id}/assistants", AddAssistant).WithBody<AssistantBody>().WithName("AddAssistant");
-        admin.MapGet("/organizations/{id}/assistants", ListAssistants).WithName("ListAssistants");
-        admin.MapGet("/organizations/{id}/assistants/{assistantId}", GetAssistant).WithName("GetAssistant");
-        admin.MapDelete("/organizations/{id}/assistants/{assistantId}", RemoveAssistant).WithName("RemoveAssistant");
+        admin.MapGet("/organizations", ListOrganizations).WithName("ListOrganizations").WithProblems(StatusCodes.Status400BadRequest);
+        admin.MapGet("/organizations/{id}", GetOrganization).WithName("GetOrganization").WithProblems(StatusCodes.Status404NotFound);
+        admin.MapMethods("/organizations/{id}", ["PATCH"], UpdateOrganization).WithBody<OrganizationPatchBody>().WithName("UpdateOrganization").WithProblems(StatusCodes.Status404NotFound);
+        admin.MapDelete("/organizations/{id}", DeleteOrganization).WithName("DeleteOrganization").WithProblems(StatusCodes.Status404NotFound);
+        admin.MapPost("/organizations/{id}/keys", CreateKey).WithBody<KeyBody>().WithName("CreateKey").WithProblems(StatusCodes.Status404NotFound);
+        admin.MapGet("/organizations/{id}/keys", ListKeys).WithName("ListKeys").WithProblems(StatusCodes.Status404NotFound);
+        admin.MapDelete("/organizations/{id}/keys/{keyId}", RevokeKey).WithName("RevokeKey").WithProblems(StatusCodes.Status404NotFound);
+        admin.MapPut("/organizations/{id}/subscription", PutSubscription).WithBody<SubscriptionBody>().WithName("PutSubscription").WithProblems(StatusCodes.Status404NotFound);
+        admin.MapDelete("/organizations/{id}/subscription", CancelSubscription).WithName("CancelSubscription").WithProblems(StatusCodes.Status404NotFound);
+        admin.MapPost("/organizations/{id}/grants", Grant).WithBody<GrantBody>().WithName("Grant").WithProblems(StatusCodes.Status404NotFound, StatusCodes.Status409Conflict);
+        admin.MapPost("/organizations/{id}/assistants", AddAssistant).WithBody<AssistantBody>().WithName("AddAssistant").WithProblems(StatusCodes.Status404NotFound);
+        admin.MapGet("/organizations/{id}/assistants", ListAssistants).WithName("ListAssistants").WithProblems(StatusCodes.Status404NotFound);
+        admin.MapGet("/organizations/{id}/assistants/{assistantId}", GetAssistant).WithName("GetAssistant").WithProblems(StatusCodes.Status404NotFound);
+        admin.MapDelete("/organizations/{id}/assistants/{assistantId}", RemoveAssistant).WithName("RemoveAssistant").WithProblems(StatusCodes.Status404NotFound);
         admin.MapGet("/organizations/{id}/balance", (string id, HttpContext context, LedgerEngine engine) => BalanceApi.GetBalance(id, context, engine))
-            .WithName("AdminGetBalance");
+            .WithName("AdminGetBalance").WithProblems(StatusCodes.Status404NotFound);
         admin.MapGet("/organizations/{id}/usage", (string id, HttpContext context, LedgerEngine engine, string? from, string? to, string? groupBy) =>
-            BalanceApi.GetUsage(id, engine, from, to, groupBy, context.RequestAborted)).WithName("AdminGetUsage");
+            BalanceApi.GetUsage(id, engine, from, to, groupBy, context.RequestAborted)).WithName("AdminGetUsage").WithProblems(StatusCodes.Status400BadRequest, StatusCodes.Status404NotFound);
         admin.MapGet("/organizations/{id}/ledger", (string id, HttpContext context, LedgerEngine engine, string? cursor, string? limit) =>
-            BalanceApi.GetLedger(id, engine, cursor, limit, context.RequestAborted)).WithName("AdminGetLedger");
-        admin.MapGet("/audit", ListAudit).WithName("ListAudit").WithSummary("Admin actions, newest first.");
+            BalanceApi.GetLedger(id, engine, cursor, limit, context.RequestAborted)).WithName("AdminGetLedger").WithProblems(StatusCodes.Status400BadRequest, StatusCodes.Status404NotFound);
+        admin.MapGet("/audit", ListAudit).WithName("ListAudit").WithProblems(StatusCodes.Status400BadRequest).WithSummary("Admin actions, newest first.");
         admin.MapGet("/verify", Verify).WithName("Verify").WithSummary("Recomputes every balance from the ledger (SPEC §2 rule 10).");
         return routes;
     }

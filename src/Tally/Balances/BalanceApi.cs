@@ -26,10 +26,10 @@ public static class BalanceApi
             .WithMetadata(new RequiredScope(KeyScopes.BalanceRead, OrganizationRead.State)).WithName("GetBalance").WithSummary("The organization's balance in the current period.");
         organization.MapGet("/usage", (HttpContext context, LedgerEngine engine, string? from, string? to, string? groupBy) =>
                 GetUsage(context.Caller().OrganizationId, engine, from, to, groupBy, context.RequestAborted))
-            .WithMetadata(new RequiredScope(KeyScopes.BalanceRead)).WithName("GetUsage").WithSummary("Credits consumed and refunded, by day or by assistant.");
+            .WithMetadata(new RequiredScope(KeyScopes.BalanceRead)).WithName("GetUsage").WithProblems(StatusCodes.Status400BadRequest).WithSummary("Credits consumed and refunded, by day or by assistant.");
         organization.MapGet("/ledger", (HttpContext context, LedgerEngine engine, string? cursor, string? limit) =>
                 GetLedger(context.Caller().OrganizationId, engine, cursor, limit, context.RequestAborted))
-            .WithMetadata(new RequiredScope(KeyScopes.BalanceRead)).WithName("GetLedger").WithSummary("The organization's ledger entries, newest first.");
+            .WithMetadata(new RequiredScope(KeyScopes.BalanceRead)).WithName("GetLedger").WithProblems(StatusCodes.Status400BadRequest).WithSummary("The organization's ledger entries, newest first.");
         return organization;
     }
 

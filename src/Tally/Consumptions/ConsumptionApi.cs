@@ -17,10 +17,10 @@ public static class ConsumptionApi
     {
         organization.MapPost("/consumptions", Consume)
             .WithMetadata(new RequiredScope(KeyScopes.UsageWrite, OrganizationRead.None)).WithBody<ConsumeBody>()
-            .WithName("Consume").WithSummary("Spends credits exactly once; 402 when they do not suffice.");
+            .WithName("Consume").WithProblems(StatusCodes.Status402PaymentRequired, StatusCodes.Status409Conflict).WithSummary("Spends credits exactly once; 402 when they do not suffice.");
         organization.MapPost("/consumptions/{id}/refunds", Refund)
             .WithMetadata(new RequiredScope(KeyScopes.UsageWrite, OrganizationRead.None)).WithBody<RefundBody>()
-            .WithName("Refund").WithSummary("Gives credits of a consumption back to the grants they came from.");
+            .WithName("Refund").WithProblems(StatusCodes.Status409Conflict).WithSummary("Gives credits of a consumption back to the grants they came from.");
         return organization;
     }
 

@@ -19,13 +19,13 @@ public static class HoldApi
     {
         organization.MapPost("/holds", PlaceHold)
             .WithMetadata(new RequiredScope(KeyScopes.UsageWrite, OrganizationRead.None)).WithBody<HoldBody>()
-            .WithName("PlaceHold").WithSummary("Reserves credits until captured, released or expired.");
+            .WithName("PlaceHold").WithProblems(StatusCodes.Status402PaymentRequired, StatusCodes.Status409Conflict).WithSummary("Reserves credits until captured, released or expired.");
         organization.MapPost("/holds/{id}/capture", Capture)
             .WithMetadata(new RequiredScope(KeyScopes.UsageWrite, OrganizationRead.None)).WithBody<CaptureBody>()
-            .WithName("CaptureHold").WithSummary("Charges up to the held credits; the rest is released.");
+            .WithName("CaptureHold").WithProblems(StatusCodes.Status409Conflict).WithSummary("Charges up to the held credits; the rest is released.");
         organization.MapPost("/holds/{id}/release", Release)
             .WithMetadata(new RequiredScope(KeyScopes.UsageWrite, OrganizationRead.None)).WithBody<ReleaseBody>()
-            .WithName("ReleaseHold").WithSummary("Gives every held credit back.");
+            .WithName("ReleaseHold").WithProblems(StatusCodes.Status409Conflict).WithSummary("Gives every held credit back.");
         return organization;
     }
 

@@ -7,6 +7,7 @@ using Tally.Compatibility;
 using Tally.Consumptions;
 using Tally.Dashboard;
 using Tally.Holds;
+using Tally.Http;
 using Tally.Ledger.Engine;
 using Tally.Ledger.Stores;
 using Tally.Ledger.Stores.Postgres;
@@ -129,7 +130,11 @@ public static class OrganizationApi
     /// <summary>The native API of SPEC §3.3, behind the organization key.</summary>
     public static IEndpointRouteBuilder MapOrganizationApi(this IEndpointRouteBuilder routes)
     {
-        var organization = routes.MapGroup("/v1").WithTags("Organization").AddEndpointFilter<OrganizationKeyFilter>();
+        // Any of them: a bad or revoked key, a key without the scope, an organization deleted or disabled, the rate
+        // limit, the store or the writer's queue unavailable.
+        var organization = routes.MapGroup("/v1").WithTags("Organization").AddEndpointFilter<OrganizationKeyFilter>()
+            .WithProblems(StatusCodes.Status401Unauthorized, StatusCodes.Status403Forbidden, StatusCodes.Status404NotFound,
+                StatusCodes.Status429TooManyRequests, StatusCodes.Status503ServiceUnavailable);
         organization.MapBalances();
         organization.MapConsumptions();
         organization.MapHolds();
@@ -158,4 +163,5 @@ public static class OrganizationApi
 [JsonSerializable(typeof(VerifyReport))]
 [JsonSerializable(typeof(Page<AuditEntryView>))]
 [JsonSerializable(typeof(Operations.Health))]
+[JsonSerializable(typeof(ProblemDocument))]
 public sealed partial class TallyJson : JsonSerializerContext;
