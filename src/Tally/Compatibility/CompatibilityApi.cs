@@ -73,7 +73,10 @@ public static class CompatibilityApi
             .Produces<CreditsUsageEnvelope>(StatusCodes.Status200OK)
             .Produces<CreditsUsageEnvelope>(StatusCodes.Status401Unauthorized)
             .Produces<CreditsUsageEnvelope>(StatusCodes.Status403Forbidden)
-            .Produces<CreditsUsageEnvelope>(StatusCodes.Status404NotFound);
+            .Produces<CreditsUsageEnvelope>(StatusCodes.Status404NotFound)
+            .Produces<CreditsUsageEnvelope>(StatusCodes.Status413PayloadTooLarge)
+            .Produces<CreditsUsageEnvelope>(StatusCodes.Status429TooManyRequests)
+            .Produces<CreditsUsageEnvelope>(StatusCodes.Status503ServiceUnavailable);
         group.MapGet("/api/v1/agents/check-balance", checkBalance)
             .WithName("CheckBalance")
             .WithSummary("Whether the organization may send messages, as agentsgt publishes it (seeds/002).")
@@ -82,7 +85,10 @@ public static class CompatibilityApi
             .Produces<AgentBalance>(StatusCodes.Status200OK)
             .Produces<AgentError>(StatusCodes.Status401Unauthorized)
             .Produces<AgentError>(StatusCodes.Status403Forbidden)
-            .Produces<AgentError>(StatusCodes.Status404NotFound);
+            .Produces<AgentError>(StatusCodes.Status404NotFound)
+            .Produces<AgentError>(StatusCodes.Status413PayloadTooLarge)
+            .Produces<AgentError>(StatusCodes.Status429TooManyRequests)
+            .Produces<AgentError>(StatusCodes.Status503ServiceUnavailable);
         return routes;
     }
 
