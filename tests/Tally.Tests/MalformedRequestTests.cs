@@ -1,5 +1,8 @@
+using System.Globalization;
 using System.Net;
 using System.Text;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
 using Tally.Tests.Infrastructure;
 
 namespace Tally.Tests;
@@ -50,7 +53,7 @@ public sealed class MalformedRequestTests(TallyServerFixture server) : IClassFix
         AssertEnvelope(request.Path, (int)reply.Status, @case.Code, reply, context);
         if (@case.Field is { } field)
         {
-            var errors = System.Text.Json.Nodes.JsonNode.Parse(reply.Text)?["errors"]?.AsObject();
+            var errors = JsonNode.Parse(reply.Text)?["errors"]?.AsObject();
             Assert.True(errors?.ContainsKey(field) == true, $"expected the problem to name {field}; " + context);
         }
         Assert.True(reply.Headers.ContainsKey("x-request-id"), "every answer of Tally carries its request id; " + context);
@@ -61,9 +64,9 @@ public sealed class MalformedRequestTests(TallyServerFixture server) : IClassFix
     [Fact]
     public async Task TheApiReferenceListsTheStatusOfEveryErrorTheseCasesGetFromADocumentedOperation()
     {
-        var document = System.Text.Json.Nodes.JsonNode.Parse(await server.Client.GetStringAsync("/openapi/v1.json"))!;
+        var document = JsonNode.Parse(await server.Client.GetStringAsync("/openapi/v1.json"))!;
         var paths = document["paths"]!.AsObject()
-            .Select(path => (Pattern: new System.Text.RegularExpressions.Regex("^" + System.Text.RegularExpressions.Regex.Replace(path.Key, "\\{[^}]+\\}", "[^/]+") + "$"), Operations: path.Value!.AsObject()))
+            .Select(path => (Pattern: new Regex("^" + Regex.Replace(path.Key, "\\{[^}]+\\}", "[^/]+") + "$"), Operations: path.Value!.AsObject()))
             .ToList();
         var target = await CreateTargetAsync();
         var checkedCases = 0;
@@ -77,7 +80,7 @@ public sealed class MalformedRequestTests(TallyServerFixture server) : IClassFix
             var operation = paths.FirstOrDefault(candidate => candidate.Pattern.IsMatch(path)).Operations?[request.Method.ToLowerInvariant()];
             if (operation is null) continue;
             checkedCases++;
-            if (operation["responses"]?[@case.Status.ToString(System.Globalization.CultureInfo.InvariantCulture)] is null)
+            if (operation["responses"]?[@case.Status.ToString(CultureInfo.InvariantCulture)] is null)
             {
                 missing.Add($"{@case.Name}: {request.Method} {path} answers {@case.Status}");
             }

@@ -106,7 +106,7 @@ public static class AdminApi
         OrganizationStatus? status = null;
         if (statusText is not null)
         {
-            if (statusText is "active" or "disabled" && Names.TryParseStatus(statusText, out var parsed)) status = parsed;
+            if (Names.TryParseStatus(statusText, out var parsed) && parsed != OrganizationStatus.Deleted) status = parsed;
             else body.Fail("status", "Must be active or disabled (DELETE the organization to delete it).");
         }
         if (!body.IsValid) return body.Problem;
@@ -197,21 +197,25 @@ public static class AdminApi
 
     public static async Task<Results<Ok<IReadOnlyList<AssistantView>>, ProblemHttpResult>> ListAssistants(string id, LedgerEngine engine, CancellationToken cancellationToken)
     {
-        var state = await engine.Store.ReadOrganizationAsync(id, cancellationToken);
-        if (state is null || state.Status == OrganizationStatus.Deleted) return Problems.NotFound("The organization was not found.");
+        var state = await LiveOrganizationAsync(engine, id, cancellationToken);
+        if (state is null) return Problems.NotFound("The organization was not found.");
         return TypedResults.Ok<IReadOnlyList<AssistantView>>(state.Assistants.Select(View).ToList());
     }
 
     public static async Task<Results<Ok<AssistantView>, ProblemHttpResult>> GetAssistant(
         string id, string assistantId, LedgerEngine engine, CancellationToken cancellationToken)
     {
-        var state = await engine.Store.ReadOrganizationAsync(id, cancellationToken);
-        if (state is null || state.Status == OrganizationStatus.Deleted) return Problems.NotFound("The organization was not found.");
+        var state = await LiveOrganizationAsync(engine, id, cancellationToken);
+        if (state is null) return Problems.NotFound("The organization was not found.");
         var assistant = state.Assistants.FirstOrDefault(assistant => assistant.Id == assistantId);
         return assistant is null ? Problems.NotFound("The assistant was not found.") : TypedResults.Ok(View(assistant));
     }
 
     private static AssistantView View(AssistantState assistant) => new(assistant.Id, assistant.Name, assistant.CreatedAt);
+
+    /// <summary>The organization's state, or null when there is none or it was deleted (a deleted one answers 404).</summary>
+    private static async ValueTask<OrganizationState?> LiveOrganizationAsync(LedgerEngine engine, string id, CancellationToken cancellationToken) =>
+        await engine.Store.ReadOrganizationAsync(id, cancellationToken) is { Status: not OrganizationStatus.Deleted } state ? state : null;
 
     public static async Task<Results<NoContent, ProblemHttpResult>> RemoveAssistant(string id, string assistantId, HttpContext context, LedgerEngine engine)
     {

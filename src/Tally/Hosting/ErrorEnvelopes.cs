@@ -40,7 +40,7 @@ public static class ErrorEnvelopes
             429 => Problems.RateLimited(1),
             404 => Problems.NotFound(message),
             405 => Problems.Of(405, "method_not_allowed", "Method not allowed", message),
-            503 => Problems.Of(503, "unavailable", "Service unavailable", message),
+            503 => Problems.Unavailable(message),
             >= 500 => Problems.Internal(),
             _ => Problems.Of(status, "bad_request", "Bad request", message),
         };

@@ -22,18 +22,14 @@ public static class Problems
 
     public static ProblemHttpResult Forbidden(string detail) => Of(403, "forbidden", "Forbidden", detail);
 
-    public static ProblemHttpResult NotFound(string detail)
-    {
-        var (status, code, title) = Describe(ErrorCode.NotFound);
-        return Of(status, code, title, detail);
-    }
+    public static ProblemHttpResult NotFound(string detail) => Of(ErrorCode.NotFound, detail);
 
-    public static ProblemHttpResult Validation(IDictionary<string, string[]> errors)
-    {
-        var (status, code, title) = Describe(ErrorCode.ValidationFailed);
-        return Of(status, code, title,
+    /// <summary>The store or the writer cannot take the request now (503 `unavailable`); the client retries.</summary>
+    public static ProblemHttpResult Unavailable(string detail) => Of(ErrorCode.StoreFailure, detail);
+
+    public static ProblemHttpResult Validation(IDictionary<string, string[]> errors) =>
+        Of(ErrorCode.ValidationFailed,
             "Fix the fields listed in errors: " + string.Join(" ", errors.Select(pair => $"{pair.Key}: {string.Join(" ", pair.Value)}")), errors);
-    }
 
     public static ProblemHttpResult Validation(string field, string message) =>
         Validation(new Dictionary<string, string[]> { [field] = [message] });
@@ -51,8 +47,13 @@ public static class Problems
     public static ProblemHttpResult From(LedgerError error)
     {
         if (error.Code == ErrorCode.ValidationFailed) return Validation(error.Field ?? "request", error.Message);
-        var (status, code, title) = Describe(error.Code);
-        return Of(status, code, title, error.Message);
+        return Of(error.Code, error.Message);
+    }
+
+    private static ProblemHttpResult Of(ErrorCode error, string detail, IDictionary<string, string[]>? errors = null)
+    {
+        var (status, code, title) = Describe(error);
+        return Of(status, code, title, detail, errors);
     }
 
     /// <summary>An engine error's code as the API and docs/errors.md spell it (also the metrics' outcome label).</summary>

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Tally.Ledger.Engine;
 
 namespace Tally.Http;
 
@@ -17,8 +18,7 @@ public static class Times
     {
         var parsed = DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out time)
             && time.Year is >= 2000 and <= 9000;
-        time = time.ToUniversalTime();
-        time = time.AddTicks(-(time.Ticks % TimeSpan.TicksPerMillisecond));
+        time = LedgerEngine.WholeMilliseconds(time);
         return parsed;
     }
 }
