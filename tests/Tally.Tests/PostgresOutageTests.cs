@@ -39,20 +39,35 @@ public sealed class PostgresOutageTests(PostgresFixture postgres) : IClassFixtur
         var unavailable = answers.Where(answer => answer.Status == HttpStatusCode.ServiceUnavailable).ToList();
         Assert.NotEmpty(unavailable);
         Assert.All(unavailable, answer => Assert.Equal("1", answer.Headers.RetryAfter?.ToString()));
-        // Served again once the path is back, without a restart (the writer's first batch may still meet its cut
-        // connection and answer 503, then reconnects), and the ledger adds up.
+        // Served again once the path is back, without a restart, from the first request on: a request that meets a
+        // connection the cut killed runs again on a new one (the next test), and the ledger adds up.
         path.Restore();
-        // A pooled connection opened before the cut is found dead only by the request that uses it (503); a few
-        // tries use them up, whatever the pool held.
-        var ready = await node.CallAsync(HttpMethod.Get, "/readyz", null);
-        for (var attempt = 0; attempt < 5 && ready.Status != HttpStatusCode.OK; attempt++) ready = await node.CallAsync(HttpMethod.Get, "/readyz", null);
-        ready.Expect(HttpStatusCode.OK);
-        var balance = await node.CallAsync(HttpMethod.Get, "/v1/balance", keys[0].Bearer);
-        if (balance.Status == HttpStatusCode.ServiceUnavailable) balance = await node.CallAsync(HttpMethod.Get, "/v1/balance", keys[0].Bearer);
-        balance.Expect(HttpStatusCode.OK);
-        var retried = await node.ConsumeAsync(keys[0], idempotencyKey: "after-the-cut");
-        if (retried.Status == HttpStatusCode.ServiceUnavailable) retried = await node.ConsumeAsync(keys[0], idempotencyKey: "after-the-cut");
-        retried.Expect(HttpStatusCode.Created);
+        (await node.CallAsync(HttpMethod.Get, "/readyz", null)).Expect(HttpStatusCode.OK);
+        (await node.CallAsync(HttpMethod.Get, "/v1/balance", keys[0].Bearer)).Expect(HttpStatusCode.OK);
+        (await node.ConsumeAsync(keys[0], idempotencyKey: "after-the-cut")).Expect(HttpStatusCode.Created);
+        await node.AssertLedgerVerifiedAsync();
+    }
+
+    [PostgresFact]
+    public async Task AfterTheDatabaseDroppedEveryConnectionOfAnIdleNodeItsNextRequestsSucceedOnNewOnes()
+    {
+        await using var node = await Node.StartAsync(postgres, "tally_dropped");
+        var organization = await node.CreateOrganizationAsync(creditsPerPeriod: 100);
+        // Requests at once, so that the pool holds several connections besides the writer's.
+        var warm = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => node.CallAsync(HttpMethod.Get, "/v1/balance", organization.Key.Bearer)));
+        Assert.All(warm, reply => reply.Expect(HttpStatusCode.OK));
+        (await node.ConsumeAsync(organization.Key, idempotencyKey: "before")).Expect(HttpStatusCode.Created);
+
+        // What a database restart does to a node that sends nothing meanwhile: every connection it holds is closed,
+        // and new ones are accepted again.
+        await node.Path.CutAsync();
+        node.Path.Restore();
+
+        // Each first use meets a dead connection; none of them may cost the caller a 503.
+        (await node.CallAsync(HttpMethod.Get, "/readyz", null)).Expect(HttpStatusCode.OK);
+        Assert.Equal(99, (await node.CallAsync(HttpMethod.Get, "/v1/balance", organization.Key.Bearer)).Expect(HttpStatusCode.OK).Long("remaining"));
+        Assert.Equal(98, (await node.ConsumeAsync(organization.Key, idempotencyKey: "after")).Expect(HttpStatusCode.Created).Long("remaining"));
+        (await node.CallAsync(HttpMethod.Get, "/v1/usage", organization.Key.Bearer)).Expect(HttpStatusCode.OK);
         await node.AssertLedgerVerifiedAsync();
     }
 

@@ -8,12 +8,23 @@ namespace Tally.Ledger.Stores;
 public abstract partial class RelationalStore
 {
     /// <summary>Runs a query on a read connection and maps each row.</summary>
-    protected async Task<List<T>> QueryAsync<T>(string sql, Func<DbDataReader, T> map, CancellationToken cancellationToken, params (string, object?)[] parameters)
+    protected Task<List<T>> QueryAsync<T>(string sql, Func<DbDataReader, T> map, CancellationToken cancellationToken, params (string, object?)[] parameters) =>
+        OnReadConnectionAsync(async connection =>
+        {
+            var rows = new List<T>();
+            await ReadRowsAsync(connection, null, sql, reader => rows.Add(map(reader)), cancellationToken, parameters);
+            return rows;
+        }, cancellationToken);
+
+    /// <summary>
+    /// Runs <paramref name="read"/> on a read connection of its own. A store may run it a second time on a new
+    /// connection when the first had died unused (PostgresLedgerStore), so it must write nothing that a second run
+    /// would write twice.
+    /// </summary>
+    protected virtual async Task<T> OnReadConnectionAsync<T>(Func<DbConnection, Task<T>> read, CancellationToken cancellationToken)
     {
         await using var connection = await OpenReadConnectionAsync(cancellationToken);
-        var rows = new List<T>();
-        await ReadRowsAsync(connection, null, sql, reader => rows.Add(map(reader)), cancellationToken, parameters);
-        return rows;
+        return await read(connection);
     }
 
     private const string KeyColumns = "id, organization_id, name, public_key, secret_hash, scopes, created_at, revoked_at";
@@ -109,11 +120,13 @@ public abstract partial class RelationalStore
 
     public async Task<string> SetSettingOnceAsync(string name, string value, CancellationToken cancellationToken)
     {
-        await using (var connection = await OpenReadConnectionAsync(cancellationToken))
+        // DO NOTHING on a conflict: run twice, the insert stores the value once.
+        await OnReadConnectionAsync(async connection =>
         {
             await ExecuteAsync(connection, null, "INSERT INTO settings (name, value) VALUES (@name, @value) ON CONFLICT (name) DO NOTHING",
                 cancellationToken, ("@name", name), ("@value", value));
-        }
+            return true;
+        }, cancellationToken);
         return await GetSettingAsync(name, cancellationToken) ?? throw new InvalidOperationException($"Setting {name} was not stored.");
     }
 

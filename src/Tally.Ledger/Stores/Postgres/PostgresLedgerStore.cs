@@ -126,18 +126,59 @@ public sealed partial class PostgresLedgerStore : RelationalStore
             Interlocked.Decrement(ref batchesOpen);
             throw new InvalidOperationException("A PostgreSQL store serves one writer: a batch is already open.");
         }
-        NpgsqlConnection? connection = null;
+        // Nothing of the batch is written before its first round trip ends, so a batch whose connection had died
+        // (see IsConnectionLost) starts over once on a new one rather than failing its callers with 503.
+        for (var attempt = 1; ; attempt++)
+        {
+            NpgsqlConnection? connection = null;
+            try
+            {
+                connection = await WriteConnectionAsync(cancellationToken);
+                var found = new BatchLookups();
+                var organizations = await LoadOrganizationsAsync(connection, LoadMode.LockForBatch, sortedOrganizationIds, cancellationToken, (lookups, found));
+                return new Batch(this, connection, organizations, found);
+            }
+            catch (Exception error) when (attempt == 1 && IsConnectionLost(error))
+            {
+                await DropWriteConnectionAsync();
+                dataSource.Clear();
+            }
+            catch
+            {
+                await AbandonAsync(connection);
+                throw;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Whether an error says the connection was gone before this use: the server restarted (it ends every
+    /// session with admin_shutdown or crash_shutdown) or the path to it was cut while the connection idled, in
+    /// the pool or as the writer's. The pool hands such a connection out as live, and the first statement sent on
+    /// it fails; Npgsql then marks it broken. A timeout is not one: the server may be alive and slow, and trying
+    /// again would double the wait.
+    /// </summary>
+    private static bool IsConnectionLost(Exception error) => error switch
+    {
+        PostgresException postgres => postgres.SqlState is PostgresErrorCodes.AdminShutdown or PostgresErrorCodes.CrashShutdown,
+        NpgsqlException npgsql => npgsql.InnerException is IOException or System.Net.Sockets.SocketException,
+        _ => false,
+    };
+
+    /// <summary>
+    /// A read whose connection had died runs once more on a new one. The pool's other idle connections died with
+    /// it, so they are dropped (<see cref="NpgsqlDataSource.Clear"/>): otherwise each would fail one more request.
+    /// </summary>
+    protected override async Task<T> OnReadConnectionAsync<T>(Func<DbConnection, Task<T>> read, CancellationToken cancellationToken)
+    {
         try
         {
-            connection = await WriteConnectionAsync(cancellationToken);
-            var found = new BatchLookups();
-            var organizations = await LoadOrganizationsAsync(connection, LoadMode.LockForBatch, sortedOrganizationIds, cancellationToken, (lookups, found));
-            return new Batch(this, connection, organizations, found);
+            return await base.OnReadConnectionAsync(read, cancellationToken);
         }
-        catch
+        catch (Exception error) when (IsConnectionLost(error))
         {
-            await AbandonAsync(connection);
-            throw;
+            dataSource.Clear();
+            return await base.OnReadConnectionAsync(read, cancellationToken);
         }
     }
 
@@ -147,8 +188,8 @@ public sealed partial class PostgresLedgerStore : RelationalStore
     /// </summary>
     public override async ValueTask<OrganizationState?> ReadOrganizationAsync(string organizationId, CancellationToken cancellationToken)
     {
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        var found = await LoadOrganizationsAsync(connection, LoadMode.Snapshot, [organizationId], cancellationToken);
+        var found = await OnReadConnectionAsync(
+            connection => LoadOrganizationsAsync((NpgsqlConnection)connection, LoadMode.Snapshot, [organizationId], cancellationToken), cancellationToken);
         return found.GetValueOrDefault(organizationId);
     }
 
@@ -156,14 +197,9 @@ public sealed partial class PostgresLedgerStore : RelationalStore
     /// One row's status, in one statement, for the authentication of a read of the tables (usage, ledger), which
     /// needs no more: the whole state is four queries in a snapshot.
     /// </summary>
-    public override async ValueTask<OrganizationStatus?> ReadOrganizationStatusAsync(string organizationId, CancellationToken cancellationToken)
-    {
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        OrganizationStatus? found = null;
-        await ReadRowsAsync(connection, null, "SELECT status FROM organizations WHERE id = @id",
-            reader => found = ReadStatus(reader, 0), cancellationToken, ("@id", organizationId));
-        return found;
-    }
+    public override async ValueTask<OrganizationStatus?> ReadOrganizationStatusAsync(string organizationId, CancellationToken cancellationToken) =>
+        (await QueryAsync("SELECT status FROM organizations WHERE id = @id", reader => (OrganizationStatus?)ReadStatus(reader, 0), cancellationToken,
+            ("@id", organizationId))).SingleOrDefault();
 
     /// <summary>A setting as it stands inside a batch's transaction, so tests can show durability is on whatever the database's defaults.</summary>
     internal async Task<string> SettingInBatchAsync(string name, CancellationToken cancellationToken)
@@ -231,10 +267,15 @@ public sealed partial class PostgresLedgerStore : RelationalStore
     private async Task<NpgsqlConnection> WriteConnectionAsync(CancellationToken cancellationToken)
     {
         if (writeConnection is { State: ConnectionState.Open } open) return open;
-        if (writeConnection is not null) await writeConnection.DisposeAsync();
-        writeConnection = null;
+        await DropWriteConnectionAsync();
         writeConnection = await dataSource.OpenConnectionAsync(cancellationToken);
         return writeConnection;
+    }
+
+    private async Task DropWriteConnectionAsync()
+    {
+        if (writeConnection is not null) await writeConnection.DisposeAsync();
+        writeConnection = null;
     }
 
     /// <summary>Rolls back a batch that did not commit; a connection that cannot even roll back is replaced before the next batch.</summary>
@@ -251,8 +292,7 @@ public sealed partial class PostgresLedgerStore : RelationalStore
         catch (Exception exception) when (exception is NpgsqlException or InvalidOperationException or IOException)
         {
             // The connection is broken or in an unknown state: drop it rather than reuse it.
-            if (writeConnection is not null) await writeConnection.DisposeAsync();
-            writeConnection = null;
+            await DropWriteConnectionAsync();
         }
         finally
         {
@@ -262,8 +302,7 @@ public sealed partial class PostgresLedgerStore : RelationalStore
 
     public override async ValueTask DisposeAsync()
     {
-        if (writeConnection is not null) await writeConnection.DisposeAsync();
-        writeConnection = null;
+        await DropWriteConnectionAsync();
         await dataSource.DisposeAsync();
     }
 
