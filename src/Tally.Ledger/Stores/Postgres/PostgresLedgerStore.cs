@@ -133,6 +133,12 @@ public sealed partial class PostgresLedgerStore : RelationalStore
             NpgsqlConnection? connection = null;
             try
             {
+                if (attempt > 1)
+                {
+                    // Inside the try, so that a failure here too ends the batch (AbandonAsync) and frees the writer.
+                    await DropWriteConnectionAsync();
+                    dataSource.Clear();
+                }
                 connection = await WriteConnectionAsync(cancellationToken);
                 var found = new BatchLookups();
                 var organizations = await LoadOrganizationsAsync(connection, LoadMode.LockForBatch, sortedOrganizationIds, cancellationToken, (lookups, found));
@@ -140,8 +146,7 @@ public sealed partial class PostgresLedgerStore : RelationalStore
             }
             catch (Exception error) when (attempt == 1 && IsConnectionLost(error))
             {
-                await DropWriteConnectionAsync();
-                dataSource.Clear();
+                // Tried again on a new connection, above.
             }
             catch
             {
@@ -153,14 +158,15 @@ public sealed partial class PostgresLedgerStore : RelationalStore
 
     /// <summary>
     /// Whether an error says the connection was gone before this use: the server restarted (it ends every
-    /// session with admin_shutdown or crash_shutdown) or the path to it was cut while the connection idled, in
-    /// the pool or as the writer's. The pool hands such a connection out as live, and the first statement sent on
+    /// session with admin_shutdown or crash_shutdown), ended an idle session (idle_session_timeout), or the path
+    /// to it was cut while the connection idled, in the pool or as the writer's. The pool hands such a connection out as live, and the first statement sent on
     /// it fails; Npgsql then marks it broken. A timeout is not one: the server may be alive and slow, and trying
     /// again would double the wait.
     /// </summary>
     private static bool IsConnectionLost(Exception error) => error switch
     {
-        PostgresException postgres => postgres.SqlState is PostgresErrorCodes.AdminShutdown or PostgresErrorCodes.CrashShutdown,
+        PostgresException postgres => postgres.SqlState is PostgresErrorCodes.AdminShutdown or PostgresErrorCodes.CrashShutdown
+            or PostgresErrorCodes.IdleSessionTimeout,
         NpgsqlException npgsql => npgsql.InnerException is IOException or System.Net.Sockets.SocketException,
         _ => false,
     };
