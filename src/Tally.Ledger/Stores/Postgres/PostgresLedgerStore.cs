@@ -159,9 +159,9 @@ public sealed partial class PostgresLedgerStore : RelationalStore
     /// <summary>
     /// Whether an error says the connection was gone before this use: the server restarted (it ends every
     /// session with admin_shutdown or crash_shutdown), ended an idle session (idle_session_timeout), or the path
-    /// to it was cut while the connection idled, in the pool or as the writer's. The pool hands such a connection out as live, and the first statement sent on
-    /// it fails; Npgsql then marks it broken. A timeout is not one: the server may be alive and slow, and trying
-    /// again would double the wait.
+    /// to it was cut while the connection idled, in the pool or as the writer's. The pool hands such a connection
+    /// out as live, and the first statement sent on it fails; Npgsql then marks it broken. A timeout is not one:
+    /// the server may be alive and slow, and trying again would double the wait.
     /// </summary>
     private static bool IsConnectionLost(Exception error) => error switch
     {
