@@ -126,33 +126,21 @@ public sealed partial class PostgresLedgerStore : RelationalStore
             Interlocked.Decrement(ref batchesOpen);
             throw new InvalidOperationException("A PostgreSQL store serves one writer: a batch is already open.");
         }
-        // Nothing of the batch is written before its first round trip ends, so a batch whose connection had died
-        // (see IsConnectionLost) starts over once on a new one rather than failing its callers with 503.
-        for (var attempt = 1; ; attempt++)
+        try
         {
-            NpgsqlConnection? connection = null;
-            try
+            // Nothing of the batch is written before its first round trip ends, so it may start over.
+            return await OnceMoreIfConnectionLostAsync(async () =>
             {
-                if (attempt > 1)
-                {
-                    // Inside the try, so that a failure here too ends the batch (AbandonAsync) and frees the writer.
-                    await DropWriteConnectionAsync();
-                    dataSource.Clear();
-                }
-                connection = await WriteConnectionAsync(cancellationToken);
+                var connection = await WriteConnectionAsync(cancellationToken);
                 var found = new BatchLookups();
                 var organizations = await LoadOrganizationsAsync(connection, LoadMode.LockForBatch, sortedOrganizationIds, cancellationToken, (lookups, found));
-                return new Batch(this, connection, organizations, found);
-            }
-            catch (Exception error) when (attempt == 1 && IsConnectionLost(error))
-            {
-                // Tried again on a new connection, above.
-            }
-            catch
-            {
-                await AbandonAsync(connection);
-                throw;
-            }
+                return (IBatchTransaction)new Batch(this, connection, organizations, found);
+            }, DropWriteConnectionAsync);
+        }
+        catch
+        {
+            await AbandonAsync(writeConnection);
+            throw;
         }
     }
 
@@ -172,21 +160,28 @@ public sealed partial class PostgresLedgerStore : RelationalStore
     };
 
     /// <summary>
-    /// A read whose connection had died runs once more on a new one. The pool's other idle connections died with
-    /// it, so they are dropped (<see cref="NpgsqlDataSource.Clear"/>): otherwise each would fail one more request.
+    /// Runs <paramref name="use"/>, and once more on new connections if its connection had died (see
+    /// <see cref="IsConnectionLost"/>) rather than failing its callers with 503: the batch's start and every read,
+    /// neither of which has written anything by then. The pool's other idle connections died with it, so they are
+    /// dropped (<see cref="NpgsqlDataSource.Clear"/>), as is whatever else <paramref name="forgetLost"/> drops (the
+    /// writer's connection); otherwise each would fail one more request.
     /// </summary>
-    protected override async Task<T> OnReadConnectionAsync<T>(Func<DbConnection, Task<T>> read, CancellationToken cancellationToken)
+    private async Task<T> OnceMoreIfConnectionLostAsync<T>(Func<Task<T>> use, Func<Task>? forgetLost = null)
     {
         try
         {
-            return await base.OnReadConnectionAsync(read, cancellationToken);
+            return await use();
         }
         catch (Exception error) when (IsConnectionLost(error))
         {
+            if (forgetLost is not null) await forgetLost();
             dataSource.Clear();
-            return await base.OnReadConnectionAsync(read, cancellationToken);
+            return await use();
         }
     }
+
+    protected override Task<T> OnReadConnectionAsync<T>(Func<DbConnection, Task<T>> read, CancellationToken cancellationToken) =>
+        OnceMoreIfConnectionLostAsync(() => base.OnReadConnectionAsync(read, cancellationToken));
 
     /// <summary>
     /// Reads one organization from the database every time, in one round trip and one snapshot (a
