@@ -189,13 +189,14 @@ public sealed class LedgerEngine : IAsyncDisposable
     }
 
     /// <summary>Committed balance, advanced to now without writing (the write happens on the next change or sweep).</summary>
-    public async ValueTask<Outcome<BalanceView>> GetBalanceAsync(string organizationId, CancellationToken cancellationToken = default)
-    {
-        var state = await store.ReadOrganizationAsync(organizationId, cancellationToken);
-        return state is null || state.Status == OrganizationStatus.Deleted
-            ? Outcome<BalanceView>.Failure(LedgerError.NotFound("The organization"))
-            : new(BalanceOf(state), null);
-    }
+    public async ValueTask<Outcome<BalanceView>> GetBalanceAsync(string organizationId, CancellationToken cancellationToken = default) =>
+        await ReadLiveOrganizationAsync(organizationId, cancellationToken) is { } state
+            ? new(BalanceOf(state), null)
+            : Outcome<BalanceView>.Failure(LedgerError.NotFound("The organization"));
+
+    /// <summary>The organization's committed state, or null when there is none or it was deleted (a deleted one answers 404).</summary>
+    public async ValueTask<OrganizationState?> ReadLiveOrganizationAsync(string organizationId, CancellationToken cancellationToken = default) =>
+        await store.ReadOrganizationAsync(organizationId, cancellationToken) is { Status: not OrganizationStatus.Deleted } state ? state : null;
 
     /// <summary>The balance of a state already read (by authentication), advanced to now without writing.</summary>
     public BalanceView BalanceOf(OrganizationState state)
@@ -216,8 +217,8 @@ public sealed class LedgerEngine : IAsyncDisposable
 
     public async ValueTask<OrganizationView?> GetOrganizationAsync(string organizationId, CancellationToken cancellationToken = default)
     {
-        var state = await store.ReadOrganizationAsync(organizationId, cancellationToken);
-        return state is null || state.Status == OrganizationStatus.Deleted ? null : Views.Organization(state);
+        var state = await ReadLiveOrganizationAsync(organizationId, cancellationToken);
+        return state is null ? null : Views.Organization(state);
     }
 
     /// <summary>The store keeps milliseconds; deciding on the same precision keeps memory and disk identical.</summary>

@@ -197,7 +197,7 @@ public static class AdminApi
 
     public static async Task<Results<Ok<IReadOnlyList<AssistantView>>, ProblemHttpResult>> ListAssistants(string id, LedgerEngine engine, CancellationToken cancellationToken)
     {
-        var state = await LiveOrganizationAsync(engine, id, cancellationToken);
+        var state = await engine.ReadLiveOrganizationAsync(id, cancellationToken);
         if (state is null) return Problems.NotFound("The organization was not found.");
         return TypedResults.Ok<IReadOnlyList<AssistantView>>(state.Assistants.Select(View).ToList());
     }
@@ -205,17 +205,13 @@ public static class AdminApi
     public static async Task<Results<Ok<AssistantView>, ProblemHttpResult>> GetAssistant(
         string id, string assistantId, LedgerEngine engine, CancellationToken cancellationToken)
     {
-        var state = await LiveOrganizationAsync(engine, id, cancellationToken);
+        var state = await engine.ReadLiveOrganizationAsync(id, cancellationToken);
         if (state is null) return Problems.NotFound("The organization was not found.");
         var assistant = state.Assistants.FirstOrDefault(assistant => assistant.Id == assistantId);
         return assistant is null ? Problems.NotFound("The assistant was not found.") : TypedResults.Ok(View(assistant));
     }
 
     private static AssistantView View(AssistantState assistant) => new(assistant.Id, assistant.Name, assistant.CreatedAt);
-
-    /// <summary>The organization's state, or null when there is none or it was deleted (a deleted one answers 404).</summary>
-    private static async ValueTask<OrganizationState?> LiveOrganizationAsync(LedgerEngine engine, string id, CancellationToken cancellationToken) =>
-        await engine.Store.ReadOrganizationAsync(id, cancellationToken) is { Status: not OrganizationStatus.Deleted } state ? state : null;
 
     public static async Task<Results<NoContent, ProblemHttpResult>> RemoveAssistant(string id, string assistantId, HttpContext context, LedgerEngine engine)
     {
