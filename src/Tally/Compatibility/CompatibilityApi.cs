@@ -71,25 +71,28 @@ public static class CompatibilityApi
             .WithName("GetMessageCreditsUsage")
             .WithSummary("Message credits usage in the envelope of chat.smarterbot.ai and NewOaks (seeds/000, seeds/001).")
             .Produces<CreditsUsageEnvelope>(StatusCodes.Status200OK)
-            .Produces<CreditsUsageEnvelope>(StatusCodes.Status401Unauthorized)
-            .Produces<CreditsUsageEnvelope>(StatusCodes.Status403Forbidden)
-            .Produces<CreditsUsageEnvelope>(StatusCodes.Status404NotFound)
-            .Produces<CreditsUsageEnvelope>(StatusCodes.Status413PayloadTooLarge)
-            .Produces<CreditsUsageEnvelope>(StatusCodes.Status429TooManyRequests)
-            .Produces<CreditsUsageEnvelope>(StatusCodes.Status503ServiceUnavailable);
+            .ProducesErrors<CreditsUsageEnvelope>();
         group.MapGet("/api/v1/agents/check-balance", checkBalance)
             .WithName("CheckBalance")
             .WithSummary("Whether the organization may send messages, as agentsgt publishes it (seeds/002).")
             .WithDescription("Without an active subscription the answer is still 200, with success false, hasCredits false, " +
                 "hasAssistant false and a message (the AgentNoSubscription schema).")
             .Produces<AgentBalance>(StatusCodes.Status200OK)
-            .Produces<AgentError>(StatusCodes.Status401Unauthorized)
-            .Produces<AgentError>(StatusCodes.Status403Forbidden)
-            .Produces<AgentError>(StatusCodes.Status404NotFound)
-            .Produces<AgentError>(StatusCodes.Status413PayloadTooLarge)
-            .Produces<AgentError>(StatusCodes.Status429TooManyRequests)
-            .Produces<AgentError>(StatusCodes.Status503ServiceUnavailable);
+            .ProducesErrors<AgentError>();
         return routes;
+    }
+
+    /// <summary>The error statuses both endpoints answer, each in the endpoint's own envelope.</summary>
+    private static readonly int[] ErrorStatuses =
+    [
+        StatusCodes.Status401Unauthorized, StatusCodes.Status403Forbidden, StatusCodes.Status404NotFound,
+        StatusCodes.Status413PayloadTooLarge, StatusCodes.Status429TooManyRequests, StatusCodes.Status503ServiceUnavailable,
+    ];
+
+    private static RouteHandlerBuilder ProducesErrors<TEnvelope>(this RouteHandlerBuilder endpoint)
+    {
+        foreach (var status in ErrorStatuses) endpoint.Produces<TEnvelope>(status);
+        return endpoint;
     }
 
     public static async Task<JsonBody<CreditsUsageEnvelope>> GetMessageCreditsUsage(HttpContext context, Credentials credentials, LedgerEngine engine)
