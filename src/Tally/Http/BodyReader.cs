@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Tally.Ledger.Model;
@@ -48,7 +49,7 @@ public sealed class BodyReader
             return (null, UnreadableText);
         }
         // A string value escaping half a surrogate pair ("\ud800") is valid JSON but no text: reading it later would
-        // throw (a 500), so every string of the body is decoded once here.
+        // throw (a 500), so every string of the body that holds an escape is decoded once here.
         if (!IsReadableText(document.RootElement)) return (null, UnreadableText);
         if (document.RootElement.ValueKind != JsonValueKind.Object)
         {
@@ -67,7 +68,7 @@ public sealed class BodyReader
             switch (element.ValueKind)
             {
                 case JsonValueKind.String:
-                    _ = element.GetString();
+                    if (HasUnicodeEscape(JsonMarshal.GetRawUtf8Value(element))) _ = element.GetString();
                     return true;
                 case JsonValueKind.Array:
                     foreach (var item in element.EnumerateArray())
@@ -78,7 +79,7 @@ public sealed class BodyReader
                 case JsonValueKind.Object:
                     foreach (var property in element.EnumerateObject())
                     {
-                        _ = property.Name;
+                        if (HasUnicodeEscape(JsonMarshal.GetRawUtf8PropertyName(property))) _ = property.Name;
                         if (!IsReadableText(property.Value)) return false;
                     }
                     return true;
@@ -91,6 +92,12 @@ public sealed class BodyReader
             return false;
         }
     }
+
+    /// <summary>
+    /// Whether raw JSON text holds a \u escape, the only way to write half a surrogate pair once the body's UTF-8 is
+    /// known valid: the other strings need no decoding to be known readable (and are decoded when a field is read).
+    /// </summary>
+    private static bool HasUnicodeEscape(ReadOnlySpan<byte> raw) => raw.IndexOf("\\u"u8) >= 0;
 
     public void Fail(string field, string message) => errors[field] = [message];
 
@@ -208,15 +215,17 @@ public sealed class BodyReader
         var pairs = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var property in value.EnumerateObject())
         {
+            var key = property.Name;
+            var text = property.Value.ValueKind == JsonValueKind.String ? property.Value.GetString() : null;
             // Keys are names, held to the rule of text fields; values are the caller's data, which may hold lines.
-            if (pairs.Count >= Limits.MetadataPairsMax || property.Value.ValueKind != JsonValueKind.String
-                || property.Name.Length == 0 || IsLongerThan(property.Name, Limits.TextLengthMax) || HasControlCharacter(property.Name)
-                || IsLongerThan(property.Value.GetString()!, Limits.TextLengthMax) || HasControlCharacter(property.Value.GetString()!, lineBreaksAllowed: true))
+            if (pairs.Count >= Limits.MetadataPairsMax || text is null
+                || key.Length == 0 || IsLongerThan(key, Limits.TextLengthMax) || HasControlCharacter(key)
+                || IsLongerThan(text, Limits.TextLengthMax) || HasControlCharacter(text, lineBreaksAllowed: true))
             {
                 Fail(field, message);
                 return null;
             }
-            pairs[property.Name] = property.Value.GetString()!;
+            pairs[key] = text;
         }
         return pairs;
     }
