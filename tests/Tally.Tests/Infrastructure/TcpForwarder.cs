@@ -70,7 +70,9 @@ public sealed class TcpForwarder(int port, IPEndPoint target) : IAsyncDisposable
             {
                 client = await from.AcceptTcpClientAsync();
             }
-            catch (Exception exception) when (exception is SocketException or ObjectDisposedException)
+            // Stopped by a cut: while waiting (SocketException, ObjectDisposedException) or between two accepts, while
+            // the last accepted connection was being forwarded (InvalidOperationException, "Not listening").
+            catch (Exception exception) when (exception is SocketException or ObjectDisposedException or InvalidOperationException)
             {
                 return;
             }
