@@ -88,6 +88,28 @@ public sealed class PostgresOutageTests(PostgresFixture postgres) : IClassFixtur
         Assert.Equal("{\"status\":\"store unreachable\"}", held.Text);
     }
 
+    [PostgresFact]
+    public async Task WhileTheDatabaseHangsReadinessChecksShareOneQueryInsteadOfTakingAConnectionEach()
+    {
+        await using var node = await Node.StartAsync(postgres, "tally_hang_checks");
+        var path = node.Path;
+        (await node.CallAsync(HttpMethod.Get, "/readyz", null)).Expect(HttpStatusCode.OK);
+        var acceptedBefore = path.Accepted;
+
+        // A load balancer checking often while the database hangs: each check that left its own query behind held a
+        // pooled connection until the query's timeout, and the pool opened a new connection for the next check.
+        path.Hold();
+        var checks = await Task.WhenAll(Enumerable.Range(0, 6).Select(_ => node.CallAsync(HttpMethod.Get, "/readyz", null)));
+        var opened = path.Accepted - acceptedBefore;
+        path.Release();
+
+        Assert.All(checks, check => Assert.Equal(HttpStatusCode.ServiceUnavailable, check.Status));
+        // One query for all six: it runs on the pool's idle connection or on one new connection.
+        Assert.True(opened <= 1, $"{opened} connections opened for six readiness checks");
+        // Once the database answers again, so does the next check.
+        (await node.CallAsync(HttpMethod.Get, "/readyz", null)).Expect(HttpStatusCode.OK);
+    }
+
     /// <summary>A node on its own new database, reached through a forwarder the test can cut or hold.</summary>
     private sealed class Node : TallyApi, IAsyncDisposable
     {

@@ -62,6 +62,7 @@ public sealed class TallyServer
         builder.Services.AddHostedService<RenewalSweep>();
         builder.Services.AddSingleton<Operations.TallyMetrics>();
         builder.Services.AddSingleton<Operations.PrometheusExporter>();
+        builder.Services.AddSingleton<Operations.ReadinessQuery>();
         builder.Services.AddSingleton<CredentialRateLimiter>();
         builder.Services.AddOpenApi();
         configure?.Invoke(builder);

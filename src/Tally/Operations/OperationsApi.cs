@@ -24,27 +24,50 @@ public static class OperationsApi
     public static readonly TimeSpan ReadinessQueryTimeout = TimeSpan.FromSeconds(2);
 
     /// <summary>Ready when the writer runs and the store answers a query within <see cref="ReadinessQueryTimeout"/>.</summary>
-    public static async Task<Results<Ok<Health>, JsonHttpResult<Health>>> Ready(LedgerEngine engine, CancellationToken cancellationToken)
+    public static async Task<Results<Ok<Health>, JsonHttpResult<Health>>> Ready(LedgerEngine engine, ReadinessQuery readiness, CancellationToken cancellationToken)
     {
         if (!engine.IsRunning) return TypedResults.Json(new Health("writer not running"), statusCode: 503);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(ReadinessQueryTimeout);
-        var query = engine.Store.GetSettingAsync("readiness", timeout.Token);
         try
         {
             // The wait is bounded apart from the query's cancellation: against a frozen PostgreSQL server, Npgsql's
             // cancellation itself waited a minute (measured). The query is left to end on its own.
-            await query.WaitAsync(ReadinessQueryTimeout, cancellationToken);
+            await readiness.Current().WaitAsync(ReadinessQueryTimeout, cancellationToken);
             return TypedResults.Ok(new Health("ready"));
-        }
-        catch (TimeoutException)
-        {
-            _ = query.ContinueWith(abandoned => abandoned.Exception, TaskContinuationOptions.OnlyOnFaulted);
-            return TypedResults.Json(new Health("store unreachable"), statusCode: 503);
         }
         catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
             return TypedResults.Json(new Health("store unreachable"), statusCode: 503);
         }
+    }
+}
+
+/// <summary>
+/// The store query that readiness checks wait for: one at a time per node, which every check arriving meanwhile
+/// joins. While the database hangs, each check used to leave its own query behind, holding a pooled connection
+/// until the query's own timeout, so that a load balancer checking every second took a connection a second.
+/// </summary>
+public sealed class ReadinessQuery(LedgerEngine engine)
+{
+    private readonly Lock gate = new();
+    private Task? inFlight;
+
+    /// <summary>The query under way, or a new one when the last has ended (answered or failed).</summary>
+    public Task Current()
+    {
+        lock (gate)
+        {
+            if (inFlight is { IsCompleted: false } running) return running;
+            var query = RunAsync();
+            // Observed here too: checks that stopped waiting before it failed never see its error.
+            _ = query.ContinueWith(static ended => ended.Exception, TaskContinuationOptions.OnlyOnFaulted);
+            inFlight = query;
+            return query;
+        }
+    }
+
+    private async Task RunAsync()
+    {
+        using var timeout = new CancellationTokenSource(OperationsApi.ReadinessQueryTimeout);
+        await engine.Store.GetSettingAsync("readiness", timeout.Token);
     }
 }

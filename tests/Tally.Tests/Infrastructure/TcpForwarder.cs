@@ -12,6 +12,7 @@ public sealed class TcpForwarder(int port, IPEndPoint target) : IAsyncDisposable
 {
     private readonly List<TcpClient> connections = [];
     private volatile TaskCompletionSource flowing = Flowing();
+    private int accepted;
 
     private static TaskCompletionSource Flowing()
     {
@@ -28,6 +29,9 @@ public sealed class TcpForwarder(int port, IPEndPoint target) : IAsyncDisposable
     private Task? accepting;
 
     public int Port => port;
+
+    /// <summary>Connections accepted so far, each forwarded to the target.</summary>
+    public int Accepted => Volatile.Read(ref accepted);
 
     public static TcpForwarder Start(IPEndPoint target)
     {
@@ -88,6 +92,7 @@ public sealed class TcpForwarder(int port, IPEndPoint target) : IAsyncDisposable
                 continue;
             }
             lock (connections) connections.AddRange([client, upstream]);
+            Interlocked.Increment(ref accepted);
             _ = PumpAsync(client, upstream);
             _ = PumpAsync(upstream, client);
         }
