@@ -10,6 +10,8 @@
 #        (ROUNDS=3 DURATION=8 CONNECTIONS=64 THREADS=2 by default; CONNECTIONS=1 THREADS=1 for T5;
 #         PAIRED=1 ROUNDS=5 CONNECTIONS=32 for the paired comparisons in bench/RESULTS.md)
 set -euo pipefail
+# The admin API's key of the benchmark's own throwaway servers (Tally refuses one shorter than 16 characters).
+OPERATOR_KEY=bench-operator-key-not-a-secret
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 [ $# -ge 2 ] || { echo "usage: bench/ab.sh <revision-a> <revision-b> [check-balance|consume]"; exit 2; }
 SCRIPT=${3:-check-balance}
@@ -37,7 +39,7 @@ done
 
 port() { [ "$1" = a ] && echo 5193 || echo 5194; }
 start() {
-  (TALLY_OPERATOR_KEY=bench TALLY_RATE_LIMIT_PER_SECOND=1000000000 exec dotnet "$WORK/build-$1/tally.dll" serve \
+  (TALLY_OPERATOR_KEY="$OPERATOR_KEY" TALLY_RATE_LIMIT_PER_SECOND=1000000000 exec dotnet "$WORK/build-$1/tally.dll" serve \
      --urls "http://127.0.0.1:$(port "$1")" --data-dir "$2" > "$WORK/server-$1.log" 2>&1) & PIDS[$1]=$!
   until curl -sf "http://127.0.0.1:$(port "$1")/healthz" >/dev/null 2>&1; do sleep 0.1; done
 }
@@ -46,7 +48,7 @@ load() { wrk -t"$1" -c"$CONNECTIONS" -d"$2" -s "$ROOT/bench/load/$SCRIPT.lua" "h
 
 # One store, seeded by the first build; each run starts from a copy of it, so both builds see the same data.
 start a "$WORK/seeded"
-python3 "$ROOT/bench/load/seed.py" "http://127.0.0.1:$(port a)" bench 1000 "$WORK/keys.txt" >/dev/null
+python3 "$ROOT/bench/load/seed.py" "http://127.0.0.1:$(port a)" "$OPERATOR_KEY" 1000 "$WORK/keys.txt" >/dev/null
 stop a
 export KEYS="$WORK/keys.txt"
 

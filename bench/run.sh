@@ -3,6 +3,8 @@
 # loads each with the same generator and settings, stops everything, and prints one table of figures,
 # anchors, ratios and targets. Usage: bench/run.sh   (RUNS=3 DURATION=10 CONNECTIONS=64 by default)
 set -euo pipefail
+# The admin API's key of the benchmark's own throwaway servers (Tally refuses one shorter than 16 characters).
+OPERATOR_KEY=bench-operator-key-not-a-secret
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-10}
@@ -41,7 +43,7 @@ dotnet publish "$ROOT/bench/Tally.Bench" -c Release -o "$WORK/bench" --nologo -v
 
 echo "== starting the hello anchor, Tally on SQLite, Redis and PostgreSQL"
 (cd "$WORK" && exec dotnet hello/tally-hello.dll --urls http://127.0.0.1:5180) & PIDS+=($!)
-(cd "$WORK" && TALLY_OPERATOR_KEY=bench TALLY_RATE_LIMIT_PER_SECOND=1000000000 exec dotnet tally/tally.dll serve \
+(cd "$WORK" && TALLY_OPERATOR_KEY="$OPERATOR_KEY" TALLY_RATE_LIMIT_PER_SECOND=1000000000 exec dotnet tally/tally.dll serve \
    --urls http://127.0.0.1:5181 --data-dir "$WORK/sqlite" > "$WORK/tally-sqlite.log" 2>&1) & PIDS+=($!)
 mkdir -p "$WORK/redis"
 redis-server --port 5182 --dir "$WORK/redis" --appendonly yes --appendfsync always --save '' --daemonize no > "$WORK/redis.log" 2>&1 & PIDS+=($!)
@@ -54,7 +56,7 @@ wait_http http://127.0.0.1:5180/hello
 wait_http http://127.0.0.1:5181/healthz
 
 echo "== seeding $ORGANIZATIONS organizations"
-python3 "$ROOT/bench/load/seed.py" http://127.0.0.1:5181 bench "$ORGANIZATIONS" "$WORK/keys.txt"
+python3 "$ROOT/bench/load/seed.py" http://127.0.0.1:5181 "$OPERATOR_KEY" "$ORGANIZATIONS" "$WORK/keys.txt"
 
 echo "== anchors"
 FSYNC_OUT=$("$PG_BIN/pg_test_fsync" -s 2 -f "$WORK/fsync.tmp")
@@ -100,18 +102,18 @@ P99_HALF=$(for _ in $(seq 1 "$RUNS"); do
   DELAY_MS=$HALF_DELAY_MS wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" -s "$ROOT/bench/load/consume.lua" http://127.0.0.1:5181 | awk -F'[ =]' '/^p50_us/ { print $4 }'
 done | median)
 no_replays http://127.0.0.1:5181
-curl -sf http://127.0.0.1:5181/v1/admin/verify -H 'Authorization: Bearer bench' | grep -q '"clean":true' || { echo "verify found differences after the load"; exit 1; }
+curl -sf http://127.0.0.1:5181/v1/admin/verify -H "Authorization: Bearer $OPERATOR_KEY" | grep -q '"clean":true' || { echo "verify found differences after the load"; exit 1; }
 
 echo "== Tally on PostgreSQL: one node (T3), then three nodes (T7)"
 runuser -u postgres -- "$PG_BIN/createdb" -h 127.0.0.1 -p 5183 -U postgres tally
 PG_CONNECTION="Host=127.0.0.1;Port=5183;Username=postgres;Database=tally;Maximum Pool Size=20"
 start_pg_node() {
-  (cd "$WORK" && TALLY_OPERATOR_KEY=bench TALLY_RATE_LIMIT_PER_SECOND=1000000000 exec dotnet tally/tally.dll serve \
+  (cd "$WORK" && TALLY_OPERATOR_KEY="$OPERATOR_KEY" TALLY_RATE_LIMIT_PER_SECOND=1000000000 exec dotnet tally/tally.dll serve \
      --urls "http://127.0.0.1:$1" --store postgres --connection "$PG_CONNECTION" > "$WORK/tally-pg-$1.log" 2>&1) & PIDS+=($!)
   wait_http "http://127.0.0.1:$1/healthz"
 }
 start_pg_node 5184
-python3 "$ROOT/bench/load/seed.py" http://127.0.0.1:5184 bench "$ORGANIZATIONS" "$WORK/keys-pg.txt"
+python3 "$ROOT/bench/load/seed.py" http://127.0.0.1:5184 "$OPERATOR_KEY" "$ORGANIZATIONS" "$WORK/keys-pg.txt"
 export KEYS="$WORK/keys-pg.txt"
 T3=$(wrk_median "$ROOT/bench/load/consume.lua" http://127.0.0.1:5184)
 start_pg_node 5185
@@ -135,7 +137,7 @@ for port in 5185 5186; do wrk_once "${WARMUP}s" "$ROOT/bench/load/consume.lua" "
 t7_round "$WARMUP" >/dev/null
 T7=$(for _ in $(seq 1 "$RUNS"); do t7_round "$DURATION"; done | median)
 for port in 5184 5185 5186; do no_replays "http://127.0.0.1:$port"; done
-curl -sf http://127.0.0.1:5184/v1/admin/verify -H 'Authorization: Bearer bench' | grep -q '"clean":true' || { echo "verify found differences on PostgreSQL"; exit 1; }
+curl -sf http://127.0.0.1:5184/v1/admin/verify -H "Authorization: Bearer $OPERATOR_KEY" | grep -q '"clean":true' || { echo "verify found differences on PostgreSQL"; exit 1; }
 
 echo "== the engine alone (T4)"
 T4=$(for _ in $(seq 1 "$RUNS"); do

@@ -7,6 +7,8 @@
 # resident memory after the load. Compare with the small-data figures of bench/run.sh from the same session.
 # Usage: bench/scale.sh   (SCALE_DATA=/tmp/tally-scale ORGANIZATIONS=1000000 ENTRIES=10 RUNS=3 DURATION=10)
 set -euo pipefail
+# The admin API's key of the benchmark's own throwaway servers (Tally refuses one shorter than 16 characters).
+OPERATOR_KEY=bench-operator-key-not-a-secret
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DATA=${SCALE_DATA:-/tmp/tally-scale}
 ORGANIZATIONS=${ORGANIZATIONS:-1000000}
@@ -34,7 +36,7 @@ ls -la "$DATA/run"
 
 echo "== start-up"
 START=$(date +%s%N)
-(TALLY_OPERATOR_KEY=bench TALLY_RATE_LIMIT_PER_SECOND=1000000000 exec dotnet "$BIN/tally.dll" serve --urls http://127.0.0.1:5191 \
+(TALLY_OPERATOR_KEY="$OPERATOR_KEY" TALLY_RATE_LIMIT_PER_SECOND=1000000000 exec dotnet "$BIN/tally.dll" serve --urls http://127.0.0.1:5191 \
    --data-dir "$DATA/run" > "$DATA/serve.log" 2>&1) & PID=$!
 until curl -sf http://127.0.0.1:5191/healthz >/dev/null 2>&1; do sleep 0.01; done
 STARTUP_MS=$(( ($(date +%s%N) - START) / 1000000 ))

@@ -63,6 +63,22 @@ public sealed class CommandLineTests : IDisposable
         Assert.Contains("Tally:RateLimitPerSecond must be a whole number of at least 1; it is 'lots'.", output);
     }
 
+    [Theory]
+    [InlineData("admin", "must be 16 to 256 characters long; it is 5.")]
+    [InlineData("a-long-enough-key with-a-space", "holds white space or a control character")]
+    public async Task ServeRefusesAnOperatorKeyTooShortToBeSafeOrThatNoHeaderCouldCarry(string key, string expected)
+    {
+        var (exitCode, output) = await TallyProcess.RunAsync(root, new Dictionary<string, string> { ["TALLY_OPERATOR_KEY"] = key },
+            "serve", "--urls", "http://127.0.0.1:0", "--data-dir", DataDirectory);
+
+        Assert.True(exitCode == ExitCodes.UsageError, $"exit code {exitCode}:\n{output}");
+        Assert.StartsWith("TALLY_OPERATOR_KEY ", output);
+        Assert.Contains(expected, output);
+        // The refusal names the setting and the key's length, never the key.
+        Assert.DoesNotContain(key, output);
+        Assert.False(Directory.Exists(DataDirectory), "refused before the store opened");
+    }
+
     [Fact]
     public async Task AKeyAtTheTopOfTheSettingsFileIsNotTakenForTheTallySectionsOwn()
     {

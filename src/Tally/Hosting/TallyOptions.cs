@@ -55,10 +55,37 @@ public sealed record TallyOptions
             Urls = Read("URLS", "Urls").Value ?? options.Urls,
             Store = store is null ? options.Store : ParseStore(store),
             Connection = Read("CONNECTION", "Connection").Value,
-            OperatorKey = Read("OPERATOR_KEY", "OperatorKey").Value,
+            OperatorKey = CheckOperatorKey(Read("OPERATOR_KEY", "OperatorKey")),
             SweepInterval = Positive("SWEEP_SECONDS", "SweepSeconds") is { } seconds ? TimeSpan.FromSeconds(seconds) : options.SweepInterval,
             RateLimitPerSecond = Positive("RATE_LIMIT_PER_SECOND", "RateLimitPerSecond") ?? options.RateLimitPerSecond,
         };
+    }
+
+    /// <summary>Shortest operator key accepted: the admin API's only credential, as long as an organization secret's entropy needs.</summary>
+    public const int OperatorKeyLengthMin = 16;
+
+    /// <summary>Longest operator key accepted: with `Bearer `, it must fit the Authorization header Tally reads.</summary>
+    public const int OperatorKeyLengthMax = 256;
+
+    /// <summary>
+    /// Refuses an operator key that is short enough to guess, or one that no request could send: white space or a
+    /// control character inside it (a header's credential ends at a space), or longer than a header is read. The
+    /// message gives the key's length, never the key.
+    /// </summary>
+    private static string? CheckOperatorKey((string? Value, string Name) setting)
+    {
+        if (setting.Value is not { } key) return null;
+        if (key.Length is < OperatorKeyLengthMin or > OperatorKeyLengthMax)
+        {
+            throw new ArgumentException(
+                $"{setting.Name} must be {OperatorKeyLengthMin} to {OperatorKeyLengthMax} characters long; it is {key.Length}. " +
+                "Choose a long random key, or leave it unset on an empty store for a generated one.");
+        }
+        if (key.Any(character => char.IsWhiteSpace(character) || char.IsControl(character)))
+        {
+            throw new ArgumentException($"{setting.Name} holds white space or a control character, which no Authorization header can carry; remove it.");
+        }
+        return key;
     }
 
     /// <summary>
