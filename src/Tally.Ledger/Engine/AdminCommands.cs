@@ -90,21 +90,33 @@ internal sealed class PutSubscriptionCommand(string organizationId, Subscription
             return new(Views.Subscription(current), null);
         }
         var previousPeriodStart = state.UsagePeriodStart;
-        Rules.EndPeriodGrants(state, now, context.Changes);
-        state.Subscription = new SubscriptionState
+        var periodStart = Periods.StartContaining(anchor, request.Period, now);
+        var terms = new SubscriptionState
         {
             Plan = request.Plan,
             CreditsPerPeriod = request.CreditsPerPeriod,
             Period = request.Period,
             Anchor = anchor,
             RolloverMax = request.RolloverMax,
-            PeriodStart = now,
-            PeriodEnd = now,
+            PeriodStart = periodStart,
+            PeriodEnd = Periods.EndOf(anchor, request.Period, periodStart),
         };
-        Rules.StartPeriod(state, now, rolloverCredits: 0, context.Changes);
-        if (state.Subscription.PeriodStart != previousPeriodStart) state.UsedInPeriod = 0;
         state.CancelledPeriodStart = null;
-        return new(Views.Subscription(state.Subscription), null);
+        if (current is not null && current.PeriodStart == terms.PeriodStart && current.PeriodEnd == terms.PeriodEnd)
+        {
+            // Rule 6, one allowance a period: new credits, a new plan name or a new rollover within the same period
+            // resize the period's allowance (what it already gave out stays spent) instead of issuing a second one.
+            state.Subscription = terms;
+            Rules.ResizeAllowance(state, terms.CreditsPerPeriod is > 0 and var credits ? credits : 0, now, context.Changes);
+            return new(Views.Subscription(terms), null);
+        }
+        // A period that starts or ends elsewhere (another anchor or length), or a subscription after none: the
+        // current period's grants end and the new period starts under the new terms.
+        Rules.EndPeriodGrants(state, now, context.Changes);
+        state.Subscription = terms;
+        Rules.StartPeriod(state, now, rolloverCredits: 0, context.Changes);
+        if (terms.PeriodStart != previousPeriodStart) state.UsedInPeriod = 0;
+        return new(Views.Subscription(terms), null);
     }
 }
 

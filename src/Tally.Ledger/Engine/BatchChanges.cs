@@ -49,6 +49,9 @@ public sealed class BatchChanges
     /// <summary>Each loaded organization's next deadline as stored, so that a store rewrites it only when it moved.</summary>
     public Dictionary<string, DateTimeOffset?> DeadlinesAsLoaded { get; } = new(StringComparer.Ordinal);
     public Dictionary<string, (string OrganizationId, GrantState Grant)> Grants { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Grants whose credits changed (an allowance resized by new terms), which a store writes in full.</summary>
+    public HashSet<string> GrantsResized { get; } = new(StringComparer.Ordinal);
     public Dictionary<string, HoldRow> Holds { get; } = new(StringComparer.Ordinal);
     public Dictionary<string, ConsumptionRecord> Consumptions { get; } = new(StringComparer.Ordinal);
     public List<LedgerEntryRow> Entries { get; } = [];

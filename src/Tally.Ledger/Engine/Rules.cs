@@ -72,18 +72,20 @@ internal static class Rules
             if (allocation.Credits == 0) continue;
             var grant = state.FindGrant(allocation.GrantId);
             var stillLive = grant is not null && !grant.Expired && (grant.ExpiresAt is null || returnedAt < grant.ExpiresAt);
+            var forfeited = allocation.Credits;
             if (grant is not null && stillLive)
             {
-                grant.Remaining += allocation.Credits;
+                // An allowance resized below what it had given out keeps that much over its new size, which credits
+                // coming back pay off first, forfeited, so that it never holds more than the new size leaves.
+                forfeited = Math.Min(allocation.Credits, Math.Max(0, grant.Credits - AllowanceSize(state, grant)));
+                grant.Credits -= forfeited;
+                grant.Remaining += allocation.Credits - forfeited;
                 if (grant.Remaining > grant.Credits) throw new InvalidOperationException($"Grant {grant.Id} would hold more than granted.");
+                if (forfeited > 0) changes.GrantsResized.Add(grant.Id);
                 changes.TouchGrant(state.Id, grant);
-                changes.Entry(state.Id, kind, grant.Id, allocation.Credits, referenceId, now);
             }
-            else
-            {
-                changes.Entry(state.Id, kind, allocation.GrantId, allocation.Credits, referenceId, now);
-                changes.Entry(state.Id, EntryKind.Forfeit, allocation.GrantId, -allocation.Credits, referenceId, now);
-            }
+            changes.Entry(state.Id, kind, allocation.GrantId, allocation.Credits, referenceId, now);
+            if (forfeited > 0) changes.Entry(state.Id, EntryKind.Forfeit, allocation.GrantId, -forfeited, referenceId, now);
         }
     }
 
@@ -133,6 +135,47 @@ internal static class Rules
             if (grant.Source is GrantSource.Allowance or GrantSource.Rollover && !grant.Expired) Expire(state, grant, now, changes);
         }
         state.Grants.RemoveAll(grant => grant.Expired);
+    }
+
+    /// <summary>What a grant grants now: the period's credits for the current period's allowance, else its own credits.</summary>
+    private static long AllowanceSize(OrganizationState state, GrantState grant) =>
+        grant.Source == GrantSource.Allowance && state.Subscription is { CreditsPerPeriod: { } perPeriod } subscription
+            && grant.PeriodStart == subscription.PeriodStart
+            ? perPeriod
+            : grant.Credits;
+
+    /// <summary>
+    /// Gives the current period's allowance <paramref name="credits"/> under terms changed within the period: what it
+    /// gave out already (spent or held) stays taken, so its remaining becomes the new credits less that, never below
+    /// zero, written as a grant entry for credits added or an expiry entry for credits taken away. Its credits become
+    /// the new credits, or what it gave out if that is more (a downgrade below it), so that what it gave out is still
+    /// its credits less its remaining: credits given back later pay off the difference first (<see cref="ReturnCredits"/>).
+    /// Without an allowance (the terms before were unlimited or granted nothing) the period gets one; with no
+    /// credits, it ends.
+    /// </summary>
+    public static void ResizeAllowance(OrganizationState state, long credits, DateTimeOffset now, BatchChanges changes)
+    {
+        var periodStart = state.Subscription!.PeriodStart;
+        var allowance = state.Grants.Find(grant => grant.Source == GrantSource.Allowance && grant.PeriodStart == periodStart && !grant.Expired);
+        if (allowance is null)
+        {
+            if (credits > 0) AddPeriodGrant(state, GrantSource.Allowance, credits, now, changes, renewing: null);
+            return;
+        }
+        if (credits == 0)
+        {
+            Expire(state, allowance, now, changes);
+            state.Grants.Remove(allowance);
+            return;
+        }
+        var taken = allowance.Credits - allowance.Remaining;
+        var remaining = Math.Max(0, credits - taken);
+        var added = remaining - allowance.Remaining;
+        if (added != 0) changes.Entry(state.Id, added > 0 ? EntryKind.Grant : EntryKind.Expire, allowance.Id, added, null, now);
+        allowance.Credits = Math.Max(credits, taken);
+        allowance.Remaining = remaining;
+        changes.TouchGrant(state.Id, allowance);
+        changes.GrantsResized.Add(allowance.Id);
     }
 
     private static void AddPeriodGrant(OrganizationState state, GrantSource source, long credits, DateTimeOffset now, BatchChanges changes, string? renewing)

@@ -221,9 +221,22 @@ internal sealed class CaptureCommand(string organizationId, string holdId, long 
         }
         var now = context.Now;
         var consumptionId = Guid.CreateVersion7(now).ToString();
-        var captured = RefundCommand.TakeFromTail(hold.Allocations, credits, credits).ToArray();
+        Allocation[] captured;
+        if (hold.Allocations.Length == 0 && state.Subscription is not { Unlimited: true })
+        {
+            // A hold taken on an unlimited plan reserved nothing. Captured once the plan is limited (or cancelled), its
+            // credits are spent now, like a consumption's (rule 1): from the grants, or refused with nothing changed.
+            var (taken, refusal) = Spending.Take(state, credits, now);
+            if (refusal is not null) return Outcome<CaptureReceipt>.Failure(refusal);
+            captured = taken;
+            Rules.RecordAllocation(state, captured, EntryKind.Capture, consumptionId, now, context.Changes);
+        }
+        else
+        {
+            captured = RefundCommand.TakeFromTail(hold.Allocations, credits, credits).ToArray();
+            context.Changes.Entry(state.Id, EntryKind.Capture, null, -credits, consumptionId, now);
+        }
         var released = RefundCommand.TakeFromTail(hold.Allocations, hold.Credits, hold.Credits - credits);
-        context.Changes.Entry(state.Id, EntryKind.Capture, null, -credits, consumptionId, now);
         Rules.ReturnCredits(state, released, EntryKind.Release, hold.Id, now, now, context.Changes);
         state.UsedInPeriod += credits;
         context.Changes.Consumptions[consumptionId] = new ConsumptionRecord

@@ -3,7 +3,8 @@ namespace Tally.Ledger.Model;
 public sealed class GrantState
 {
     public required string Id { get; init; }
-    public required long Credits { get; init; }
+    /// <summary>Credits granted: fixed, except for an allowance resized by a change of terms within its period.</summary>
+    public required long Credits { get; set; }
     public long Remaining { get; set; }
     public required GrantSource Source { get; init; }
     public required int Priority { get; init; }
@@ -104,10 +105,14 @@ public sealed class OrganizationState
         return total;
     }
 
+    /// <summary>Credits that open holds reserved from grants (a hold on an unlimited plan reserves none).</summary>
     public long Held()
     {
         long total = 0;
-        foreach (var hold in OpenHolds.Values) total += hold.Credits;
+        foreach (var hold in OpenHolds.Values)
+        {
+            foreach (var allocation in hold.Allocations) total += allocation.Credits;
+        }
         return total;
     }
 

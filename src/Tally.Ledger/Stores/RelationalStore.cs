@@ -345,8 +345,11 @@ public abstract partial class RelationalStore : ILedgerStore
     private static readonly TableWrite GrantsSpentWrite = new("grants",
         "ON CONFLICT (id) DO UPDATE SET remaining = excluded.remaining", GrantColumnTypes);
 
-    private static readonly TableWrite GrantsExpiredWrite = new("grants",
-        "ON CONFLICT (id) DO UPDATE SET remaining = excluded.remaining, expired = excluded.expired", GrantColumnTypes);
+    // Also for an allowance resized within its period (its credits change). Neither credits nor expires_at is in an
+    // index; each row holds the grant's whole state, so journals written before this statement named them replay alike.
+    private static readonly TableWrite GrantsRewrittenWrite = new("grants",
+        "ON CONFLICT (id) DO UPDATE SET credits = excluded.credits, remaining = excluded.remaining, expires_at = excluded.expires_at, expired = excluded.expired",
+        GrantColumnTypes);
 
     private static readonly TableWrite HoldsWrite = new("holds",
         "ON CONFLICT (id) DO UPDATE SET status = excluded.status, captured = excluded.captured, settled_at = excluded.settled_at",
@@ -387,7 +390,7 @@ public abstract partial class RelationalStore : ILedgerStore
     /// </summary>
     protected static readonly TableWrite[] TableWrites =
     [
-        OrganizationsWrite, OrganizationsDeadlineWrite, GrantsExpiredWrite, GrantsSpentWrite, HoldsWrite, ConsumptionsWrite,
+        OrganizationsWrite, OrganizationsDeadlineWrite, GrantsRewrittenWrite, GrantsSpentWrite, HoldsWrite, ConsumptionsWrite,
         EntriesWrite, IdempotencyWrite, AssistantsWrite, KeysWrite, AuditWrite,
     ];
 
@@ -399,7 +402,7 @@ public abstract partial class RelationalStore : ILedgerStore
     /// </summary>
     protected static readonly (TableWrite Broad, TableWrite Narrow)[] StateUpserts =
     [
-        (OrganizationsDeadlineWrite, OrganizationsWrite), (GrantsExpiredWrite, GrantsSpentWrite), (HoldsWrite, HoldsWrite),
+        (OrganizationsDeadlineWrite, OrganizationsWrite), (GrantsRewrittenWrite, GrantsSpentWrite), (HoldsWrite, HoldsWrite),
         (ConsumptionsWrite, ConsumptionsWrite),
     ];
 
@@ -421,8 +424,9 @@ public abstract partial class RelationalStore : ILedgerStore
         Add(OrganizationsDeadlineWrite, deadlineUnchanged[false].ToList(), OrganizationRow);
         // Expired grants first: a plan change expires the period's allowance and issues its replacement for the
         // same period start, which the unique index on live allowances refuses while the old one is still live.
-        Add(GrantsExpiredWrite, changes.Grants.Values.Where(pair => pair.Grant.Expired).ToList(), pair => GrantRow(pair.OrganizationId, pair.Grant));
-        Add(GrantsSpentWrite, changes.Grants.Values.Where(pair => !pair.Grant.Expired).ToList(), pair => GrantRow(pair.OrganizationId, pair.Grant));
+        var rewritten = changes.Grants.Values.ToLookup(pair => pair.Grant.Expired || changes.GrantsResized.Contains(pair.Grant.Id));
+        Add(GrantsRewrittenWrite, rewritten[true].ToList(), pair => GrantRow(pair.OrganizationId, pair.Grant));
+        Add(GrantsSpentWrite, rewritten[false].ToList(), pair => GrantRow(pair.OrganizationId, pair.Grant));
         Add(HoldsWrite, changes.Holds.Values, HoldRowValues);
         Add(ConsumptionsWrite, changes.Consumptions.Values, ConsumptionRow);
         Add(EntriesWrite, changes.Entries, entry =>

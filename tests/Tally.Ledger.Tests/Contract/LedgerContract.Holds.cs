@@ -25,6 +25,37 @@ public abstract partial class LedgerContract
     }
 
     [Fact]
+    public async Task AHoldTakenOnAnUnlimitedPlanReservesNothingAndOnceThePlanIsLimitedItsCaptureIsSpentFromTheGrants()
+    {
+        await using var ledger = await StartAsync();
+        var organization = await ledger.OrganizationAsync(null);
+        var anchor = ledger.Time.GetUtcNow();
+        var large = Value(await ledger.HoldAsync(organization, 1_000_000));
+        var small = Value(await ledger.HoldAsync(organization, 40));
+        await ledger.SubscribeAsync(organization, 10, anchor: anchor);
+        var limited = await ledger.BalanceAsync(organization);
+        Assert.Equal((0L, 10L, 0L), (limited.Used, limited.Remaining, limited.Held));
+
+        // Rule 1: the capture is a spending now, refused (and the hold left open) beyond what remains.
+        Refused(await ledger.CaptureAsync(organization, large.Id, 1_000_000), ErrorCode.InsufficientCredits);
+        var capture = Value(await ledger.CaptureAsync(organization, large.Id, 6));
+        Assert.Equal((6L, 999_994L, 4L), (capture.Captured, capture.Released, capture.Remaining));
+        Assert.Equal((6L, 4L, 0L), await UsedRemainingAndHeldAsync(ledger, organization));
+        // Captured in part of what it takes now, and refunded: its credits go back to the grant they came from.
+        Value(await ledger.RefundAsync(organization, capture.ConsumptionId, 2));
+        Assert.Equal((4L, 6L, 0L), await UsedRemainingAndHeldAsync(ledger, organization));
+        Value(await ledger.Engine.CancelSubscriptionAsync(organization));
+        Refused(await ledger.CaptureAsync(organization, small.Id, 1), ErrorCode.NoActiveSubscription);
+        await ledger.AssertVerifiedAsync();
+    }
+
+    private static async Task<(long Used, long Remaining, long Held)> UsedRemainingAndHeldAsync(LedgerHarness ledger, string organization)
+    {
+        var balance = await ledger.BalanceAsync(organization);
+        return (balance.Used, balance.Remaining, balance.Held);
+    }
+
+    [Fact]
     public async Task CapturingTheWholeHoldReleasesNothing()
     {
         await using var ledger = await StartAsync();

@@ -100,7 +100,8 @@ public abstract partial class LedgerContract
     /// <summary>What one sequence has done so far: the model the real outcomes are checked against.</summary>
     private sealed class ScenarioRun(LedgerHarness ledger, Scenario scenario, string organization)
     {
-        private sealed record ModelHold(string Id, long Credits, DateTimeOffset ExpiresAt)
+        /// <param name="Reserved">What the hold took from grants: its credits, or none on an unlimited plan.</param>
+        private sealed record ModelHold(string Id, long Credits, DateTimeOffset ExpiresAt, long Reserved)
         {
             public bool Settled { get; set; }
         }
@@ -199,8 +200,9 @@ public abstract partial class LedgerContract
                 return;
             }
             var receipt = Value(outcome);
-            holds.Add(new ModelHold(receipt.Id, step.Credits, receipt.ExpiresAt));
-            Assert.Equal((before.Used, before.Held + step.Credits), (after.Used, after.Held));
+            var reserved = before.Unlimited ? 0 : step.Credits;
+            holds.Add(new ModelHold(receipt.Id, step.Credits, receipt.ExpiresAt, reserved));
+            Assert.Equal((before.Used, before.Held + reserved), (after.Used, after.Held));
             Assert.Equal(before.Unlimited ? -1 : before.Remaining - step.Credits, after.Remaining);
         }
 
@@ -221,13 +223,22 @@ public abstract partial class LedgerContract
                 AssertSame(before, after);
                 return;
             }
+            // A hold that reserved nothing (taken on an unlimited plan) spends its capture now, as a consumption would.
+            var spentNow = hold.Reserved == 0 && !before.Unlimited;
+            if (spentNow && ExpectedRefusal(before, step.Credits) is { } refusal)
+            {
+                Refused(outcome, refusal);
+                AssertSame(before, after);
+                return;
+            }
             var receipt = Value(outcome);
             hold.Settled = true;
             consumptions.Add(new ModelConsumption(receipt.ConsumptionId, "", step.Credits, usagePeriodStart, null));
             Assert.Equal((step.Credits, hold.Credits - step.Credits), (receipt.Captured, receipt.Released));
-            Assert.Equal(before.Held - hold.Credits, after.Held);
+            Assert.Equal(before.Held - hold.Reserved, after.Held);
             if (after.Subscription.Status == "active") Assert.Equal(before.Used + step.Credits, after.Used);
-            AssertReturnedAtMost(before, after, hold.Credits - step.Credits);
+            if (spentNow) Assert.Equal(before.Remaining - step.Credits, after.Remaining);
+            else AssertReturnedAtMost(before, after, hold.Reserved - step.Credits);
         }
 
         private async Task ReleaseAsync(BalanceView before, ReleaseStep step)
@@ -243,8 +254,8 @@ public abstract partial class LedgerContract
             if (RefusedAsSettledOrExpired(hold, outcome)) { AssertSame(before, after); return; }
             Assert.Equal(hold.Credits, Value(outcome).Released);
             hold.Settled = true;
-            Assert.Equal((before.Used, before.Held - hold.Credits), (after.Used, after.Held));
-            AssertReturnedAtMost(before, after, hold.Credits);
+            Assert.Equal((before.Used, before.Held - hold.Reserved), (after.Used, after.Held));
+            AssertReturnedAtMost(before, after, hold.Reserved);
         }
 
         private bool RefusedAsSettledOrExpired<T>(ModelHold hold, Outcome<T> outcome)

@@ -114,20 +114,77 @@ public abstract partial class LedgerContract
     }
 
     [Fact]
-    public async Task ChangingThePlanMidPeriodReplacesTheAllowanceWithTheNewOne()
+    public async Task ChangingThePlanMidPeriodResizesThePeriodsOneAllowanceInsteadOfIssuingASecond()
     {
         await using var ledger = await StartAsync();
         var organization = await ledger.OrganizationAsync(100);
         var anchor = ledger.Time.GetUtcNow();
         Value(await ledger.ConsumeAsync(organization, 30));
         ledger.Time.Advance(TimeSpan.FromDays(3));
+
+        // An upgrade: the period's allowance is now 500, of which the 30 consumed are spent.
         await ledger.SubscribeAsync(organization, 500, anchor: anchor);
-        var balance = await ledger.BalanceAsync(organization);
-        Assert.Equal(500, balance.Remaining);
-        Assert.Equal(balance.Total, balance.Used + balance.Remaining);
-        Assert.Single(balance.Grants, grant => grant.Source == "allowance");
+        Assert.Equal((500L, 30L, 470L), await TotalUsedAndRemainingAsync(ledger, organization));
+        // Rule 6: a change of rollover alone (or of the plan's name) gives nothing: one allowance a period.
+        await ledger.SubscribeAsync(organization, 500, rolloverMax: 10, anchor: anchor);
+        Assert.Equal((500L, 30L, 470L), await TotalUsedAndRemainingAsync(ledger, organization));
+        // A downgrade below what was spent leaves nothing to spend in this period.
+        await ledger.SubscribeAsync(organization, 20, anchor: anchor);
+        Assert.Equal((30L, 30L, 0L), await TotalUsedAndRemainingAsync(ledger, organization));
+        Refused(await ledger.ConsumeAsync(organization), ErrorCode.InsufficientCredits);
+        await ledger.SubscribeAsync(organization, 100, anchor: anchor);
+        Assert.Equal((100L, 30L, 70L), await TotalUsedAndRemainingAsync(ledger, organization));
+
+        // The allowance is one grant, written with its new credits: a restart reads it back from the store.
         await ledger.RestartAsync();
-        Assert.Equal(500, (await ledger.BalanceAsync(organization)).Remaining);
+        var allowance = Assert.Single((await ledger.BalanceAsync(organization)).Grants, grant => grant.Source == "allowance");
+        Assert.Equal((100L, 70L), (allowance.Credits, allowance.Remaining));
+        Assert.Equal((100L, 30L, 70L), await TotalUsedAndRemainingAsync(ledger, organization));
+        Assert.Equal(70, await ledger.LedgerRemainingAsync(organization));
+        await ledger.AssertVerifiedAsync();
+    }
+
+    [Fact]
+    public async Task RefundsAfterADowngradeBelowWhatWasSpentGiveBackNoMoreThanTheNewAllowance()
+    {
+        await using var ledger = await StartAsync();
+        var organization = await ledger.OrganizationAsync(100);
+        var anchor = ledger.Time.GetUtcNow();
+        var consumption = Value(await ledger.ConsumeAsync(organization, 80));
+        await ledger.SubscribeAsync(organization, 50, anchor: anchor);
+        Assert.Equal(0, (await ledger.BalanceAsync(organization)).Remaining);
+
+        var allowance = Assert.Single((await ledger.BalanceAsync(organization)).Grants);
+        Assert.Equal((80L, 0L), (allowance.Credits, allowance.Remaining));
+
+        // 30 of the 80 come back: the period has then spent 50, all that its allowance now grants, so they are forfeited.
+        Value(await ledger.RefundAsync(organization, consumption.Id, 30));
+        Assert.Equal((50L, 50L, 0L), await TotalUsedAndRemainingAsync(ledger, organization));
+        // The rest comes back to spending.
+        Value(await ledger.RefundAsync(organization, consumption.Id));
+        Assert.Equal((50L, 0L, 50L), await TotalUsedAndRemainingAsync(ledger, organization));
+        allowance = Assert.Single((await ledger.BalanceAsync(organization)).Grants);
+        Assert.Equal((50L, 50L), (allowance.Credits, allowance.Remaining));
+        await ledger.RestartAsync();
+        Assert.Equal((50L, 0L, 50L), await TotalUsedAndRemainingAsync(ledger, organization));
+        Assert.Equal(50, await ledger.LedgerRemainingAsync(organization));
+        await ledger.AssertVerifiedAsync();
+    }
+
+    [Fact]
+    public async Task ANewAnchorMidPeriodStartsANewPeriodWithItsOwnAllowance()
+    {
+        await using var ledger = await StartAsync();
+        var organization = await ledger.OrganizationAsync(100);
+        Value(await ledger.ConsumeAsync(organization, 30));
+        ledger.Time.Advance(TimeSpan.FromDays(3));
+        var newAnchor = ledger.Time.GetUtcNow();
+        await ledger.SubscribeAsync(organization, 100, anchor: newAnchor);
+        var balance = await ledger.BalanceAsync(organization);
+        Assert.Equal(newAnchor, balance.Subscription.PeriodStart);
+        Assert.Equal((100L, 0L, 100L), (balance.Total, balance.Used, balance.Remaining));
+        Assert.Single(balance.Grants, grant => grant.Source == "allowance");
+        await ledger.AssertVerifiedAsync();
     }
 
     [Fact]

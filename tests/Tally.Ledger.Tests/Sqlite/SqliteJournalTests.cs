@@ -127,11 +127,12 @@ public sealed class SqliteJournalTests : IDisposable
 
         // One batch each, all written by the projector's next transaction: the organization's row is written by
         // every batch, with its deadline only by the hold's (the hold's expiry is the next deadline); the plan
-        // change expires the period's allowance and issues another, and both allowances are written again later.
+        // change to a shorter period expires the period's allowance and issues another, and both allowances are
+        // written again later.
         LedgerHarness.Value(await engine.ConsumeAsync(new ConsumeRequest(organization, 5, "before-hold")));
         var hold = LedgerHarness.Value(await engine.HoldAsync(new HoldRequest(organization, 7, "hold", TtlSeconds: 600)));
         LedgerHarness.Value(await engine.ConsumeAsync(new ConsumeRequest(organization, 3, "after-hold")));
-        LedgerHarness.Value(await engine.PutSubscriptionAsync(organization, new SubscriptionRequest("large", 5_000, PeriodKind.Year)));
+        LedgerHarness.Value(await engine.PutSubscriptionAsync(organization, new SubscriptionRequest("large", 5_000, PeriodKind.Month)));
         var last = LedgerHarness.Value(await engine.ConsumeAsync(new ConsumeRequest(organization, 2, "after-plan-change")));
         locked.Unlock();
         await store.WaitForTablesAsync();
