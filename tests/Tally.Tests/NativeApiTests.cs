@@ -163,6 +163,25 @@ public sealed class NativeApiTests(TallyServerFixture server) : IClassFixture<Ta
     }
 
     [Fact]
+    public async Task AnEmptyLabelOrMetadataIsNoneSoARetryThatLeavesItOutReplaysTheSameBody()
+    {
+        var organization = await server.CreateOrganizationAsync(creditsPerPeriod: 100);
+        var first = (await PostAsync(organization.Key, "/v1/consumptions",
+            new { idempotencyKey = "empty-labels", assistantId = "", identifier = "", metadata = new Dictionary<string, string>() })).Expect(HttpStatusCode.Created);
+        Assert.Null(first.Json!["assistantId"]);
+        Assert.Null(first.Json!["identifier"]);
+        Assert.Null(first.Json!["metadata"]);
+
+        var retry = (await PostAsync(organization.Key, "/v1/consumptions", new { idempotencyKey = "empty-labels" })).Expect(HttpStatusCode.OK);
+        Assert.True(retry.IsReplay);
+        Assert.Equal(first.Text, retry.Text);
+        // A label that is there is another request.
+        (await PostAsync(organization.Key, "/v1/consumptions", new { idempotencyKey = "empty-labels", assistantId = "a" }))
+            .ExpectProblem(HttpStatusCode.Conflict, "idempotency_conflict");
+        Assert.Equal(1, (await server.BalanceAsync(organization.Key))["used"]!.GetValue<long>());
+    }
+
+    [Fact]
     public async Task MetadataThatOnlyMovesAnEqualsSignBetweenKeyAndValueIsOtherParameters()
     {
         var organization = await server.CreateOrganizationAsync(creditsPerPeriod: 100);

@@ -61,7 +61,7 @@ public static class AdminApi
         var (body, problem) = await BodyReader.ReadAsync(context.Request);
         if (body is null) return problem!;
         var name = body.String("name", Limits.TextLengthMax, required: true);
-        var externalId = body.String("externalId", Limits.TextLengthMax);
+        var externalId = body.Label("externalId");
         if (!body.IsValid) return body.Problem;
         var outcome = await engine.CreateOrganizationAsync(name!, externalId);
         if (!outcome.Succeeded) return Outcomes.Problem(context, outcome.Error!);
@@ -179,7 +179,7 @@ public static class AdminApi
         }
         var priority = body.Long("priority", -1_000_000, 1_000_000) ?? 0;
         var expiresAt = body.Time("expiresAt");
-        var reason = body.String("reason", Limits.TextLengthMax, lineBreaksAllowed: true);
+        var reason = body.Label("reason", lineBreaksAllowed: true);
         if (!body.IsValid) return body.Problem;
         return Outcomes.Created(context, await engine.GrantAsync(new GrantRequest(id, credits!.Value, key!, source, (int)priority, expiresAt, reason)));
     }

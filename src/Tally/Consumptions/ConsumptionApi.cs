@@ -31,8 +31,8 @@ public static class ConsumptionApi
         if (body is null) return problem!;
         var credits = body.Long("credits", 1, Limits.OperationCreditsMax) ?? 1;
         var key = body.IdempotencyKey(context.Request);
-        var assistantId = body.String("assistantId", Limits.TextLengthMax);
-        var identifier = body.String("identifier", Limits.TextLengthMax);
+        var assistantId = body.Label("assistantId");
+        var identifier = body.Label("identifier");
         var metadata = body.Metadata("metadata");
         if (!body.IsValid) return body.Problem;
         var request = new ConsumeRequest(context.Caller().OrganizationId, credits, key!, assistantId, identifier, metadata);

@@ -36,8 +36,8 @@ public static class HoldApi
         var credits = body.RequiredLong("credits", 1, Limits.OperationCreditsMax);
         var key = body.IdempotencyKey(context.Request);
         var ttlSeconds = body.Long("ttlSeconds", 1, Limits.HoldTtlSecondsMax) ?? Limits.HoldTtlSecondsDefault;
-        var assistantId = body.String("assistantId", Limits.TextLengthMax);
-        var identifier = body.String("identifier", Limits.TextLengthMax);
+        var assistantId = body.Label("assistantId");
+        var identifier = body.Label("identifier");
         if (!body.IsValid) return body.Problem;
         var request = new HoldRequest(context.Caller().OrganizationId, credits!.Value, key!, (int)ttlSeconds, assistantId, identifier);
         return Outcomes.Created(context, await engine.HoldAsync(request));

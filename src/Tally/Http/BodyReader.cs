@@ -162,6 +162,14 @@ public sealed class BodyReader
     }
 
     /// <summary>
+    /// An optional label (an assistant id, an identifier, a reason, an external id): a text field whose empty text
+    /// reads as absent, so that `""` and a missing field are one request to idempotency and one value when stored
+    /// and grouped (usage by assistant already put both in one bucket).
+    /// </summary>
+    public string? Label(string field, bool lineBreaksAllowed = false) =>
+        String(field, Limits.TextLengthMax, lineBreaksAllowed: lineBreaksAllowed) is { Length: > 0 } text ? text : null;
+
+    /// <summary>
     /// Whether a text has more than <paramref name="lengthMax"/> characters, counted as Unicode characters (an
     /// emoji is one), not as the UTF-16 units .NET's Length counts (an emoji is two of those).
     /// </summary>
@@ -227,7 +235,8 @@ public sealed class BodyReader
             }
             pairs[key] = text;
         }
-        return pairs;
+        // Empty reads as absent, as an empty label does: one request to idempotency, one value stored.
+        return pairs.Count == 0 ? null : pairs;
     }
 
     /// <summary>
