@@ -94,6 +94,23 @@ public sealed class CompatibilityEndpointTests(TallyServerFixture server) : ICla
     }
 
     [Fact]
+    public async Task CreditsUsageWithoutAnActiveSubscriptionReportsNothingToSpendEvenWithTopUps()
+    {
+        var never = await server.CreateOrganizationAsync(subscribe: false);
+        var cancelled = await server.CreateOrganizationAsync(creditsPerPeriod: 10);
+        (await server.ConsumeAsync(cancelled.Key, credits: 4)).Expect(HttpStatusCode.Created);
+        (await server.AdminAsync(HttpMethod.Delete, $"/v1/admin/organizations/{cancelled.Id}/subscription")).Expect(HttpStatusCode.OK);
+        foreach (var organization in new[] { never, cancelled })
+        {
+            (await server.AdminAsync(HttpMethod.Post, $"/v1/admin/organizations/{organization.Id}/grants",
+                new { credits = 10, idempotencyKey = "topup-" + organization.Id })).Expect(HttpStatusCode.Created);
+            // Every consumption is refused (rule 4), so the usage shows nothing to spend, as check-balance says hasCredits false.
+            (await server.ConsumeAsync(organization.Key)).ExpectProblem(HttpStatusCode.PaymentRequired, "no_active_subscription");
+            Assert.Equal(UsageEnvelope(total: 0, used: 0, remain: 0), await server.CreditsUsageTextAsync(organization.Key.SecretKey));
+        }
+    }
+
+    [Fact]
     public async Task CreditsUsageErrorsKeepTheEnvelopeWithNullDataAndTheStatusAsCode()
     {
         var organization = await server.CreateOrganizationAsync(creditsPerPeriod: 10);

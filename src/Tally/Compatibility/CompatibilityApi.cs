@@ -109,7 +109,10 @@ public static class CompatibilityApi
         if (refusal is var (status, message)) return Envelope(CreditsUsageEnvelope.Error(status, message), status);
         // Authentication has just read the organization's committed state; the figures come from that read.
         var figures = engine.FiguresOf(caller!.Organization!);
-        return Envelope(new CreditsUsageEnvelope(new CreditsUsage(figures.Total, figures.Used, figures.Remaining), "1.0.0", true, 200, ""), 200);
+        // Without an active subscription nothing can be spent, top-ups included (rule 4): the usage says so with
+        // zeros, as check-balance answers hasCredits false, rather than show credits that every message would be refused.
+        var usage = figures.Subscribed ? new CreditsUsage(figures.Total, figures.Used, figures.Remaining) : new CreditsUsage(0, 0, 0);
+        return Envelope(new CreditsUsageEnvelope(usage, "1.0.0", true, 200, ""), 200);
     }
 
     public static async Task<Results<JsonBody<AgentBalance>, JsonBody<AgentNoSubscription>, JsonBody<AgentError>>> CheckBalance(
