@@ -41,6 +41,9 @@ public sealed class TallyServer
         builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.None);
         builder.Services.ConfigureHttpJsonOptions(json =>
         {
+            // The web defaults read numbers from strings too, which the OpenAPI document then declared as
+            // ["integer","string"]; Tally writes numbers only and its bodies refuse a number in a string.
+            json.SerializerOptions.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict;
             json.SerializerOptions.TypeInfoResolverChain.Insert(0, TallyJson.Default);
             json.SerializerOptions.TypeInfoResolverChain.Insert(0, CompatibilityJson.Default);
         });
