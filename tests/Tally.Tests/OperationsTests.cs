@@ -109,6 +109,27 @@ public sealed class OperationsTests(TallyServerFixture server) : IClassFixture<T
     }
 
     [Fact]
+    public async Task TheOpenApiDocumentDescribesEachBodyAndTheCredentialEachOperationNeedsSoTheReferenceCanTryThem()
+    {
+        var document = await FetchDocumentAsync();
+        var schemes = document["components"]!["securitySchemes"]!;
+        Assert.Equal("bearer", schemes["organizationKey"]!["scheme"]!.GetValue<string>());
+        Assert.Equal("bearer", schemes["operatorKey"]!["scheme"]!.GetValue<string>());
+        string Scheme(string path, string method) =>
+            Assert.Single(document["paths"]![path]![method]!["security"]!.AsArray())!.AsObject().Single().Key;
+        Assert.Equal("organizationKey", Scheme("/v1/consumptions", "post"));
+        Assert.Equal("organizationKey", Scheme("/api/v1/agents/check-balance", "get"));
+        Assert.Equal("operatorKey", Scheme("/v1/admin/organizations", "post"));
+        Assert.Null(document["paths"]!["/healthz"]!["get"]!["security"]);
+
+        var consume = document["paths"]!["/v1/consumptions"]!["post"]!["requestBody"]!["content"]!["application/json"]!["schema"]!;
+        Assert.Equal("integer", consume["properties"]!["credits"]!["type"]!.AsArray().Last()!.GetValue<string>());
+        Assert.Null(consume["required"]);
+        var subscription = document["paths"]!["/v1/admin/organizations/{id}/subscription"]!["put"]!["requestBody"]!["content"]!["application/json"]!["schema"]!;
+        Assert.Equal(["plan", "creditsPerPeriod", "period"], subscription["required"]!.AsArray().Select(name => name!.GetValue<string>()));
+    }
+
+    [Fact]
     public async Task TheServedOpenApiDocumentMatchesTheCommittedDocsOpenApiJson()
     {
         var served = await FetchDocumentAsync();

@@ -7,15 +7,15 @@ using Tally.Ledger.Model;
 
 namespace Tally.Admin;
 
-public sealed record OrganizationBody(string Name, string? ExternalId);
+public sealed record OrganizationBody(string Name, string? ExternalId = null);
 
-public sealed record OrganizationPatchBody(string? Name, string? Status);
+public sealed record OrganizationPatchBody(string? Name = null, string? Status = null);
 
-public sealed record KeyBody(string? Name, string[]? Scopes);
+public sealed record KeyBody(string? Name = null, string[]? Scopes = null);
 
-public sealed record SubscriptionBody(string Plan, long? CreditsPerPeriod, string Period, DateTimeOffset? Anchor, long? RolloverMax);
+public sealed record SubscriptionBody(string Plan, long? CreditsPerPeriod, string Period, DateTimeOffset? Anchor = null, long? RolloverMax = null);
 
-public sealed record GrantBody(long Credits, string? IdempotencyKey, string? Source, int? Priority, DateTimeOffset? ExpiresAt, string? Reason);
+public sealed record GrantBody(long Credits, string? IdempotencyKey = null, string? Source = null, int? Priority = null, DateTimeOffset? ExpiresAt = null, string? Reason = null);
 
 public sealed record AssistantBody(string Name);
 
@@ -29,7 +29,8 @@ public static class AdminApi
     public static IEndpointRouteBuilder MapAdmin(this IEndpointRouteBuilder routes)
     {
         var admin = routes.MapGroup("/v1/admin").WithTags("Admin").AddEndpointFilter<AuditFilter>().AddEndpointFilter<OperatorKeyFilter>()
-            .WithProblems(StatusCodes.Status401Unauthorized, StatusCodes.Status429TooManyRequests, StatusCodes.Status503ServiceUnavailable);
+            .WithProblems(StatusCodes.Status401Unauthorized, StatusCodes.Status429TooManyRequests, StatusCodes.Status503ServiceUnavailable)
+            .RequiresKey(BodyDocumentation.OperatorKeyScheme);
         admin.MapPost("/organizations", CreateOrganization).WithBody<OrganizationBody>().WithName("CreateOrganization");
         admin.MapGet("/organizations", ListOrganizations).WithName("ListOrganizations").WithProblems(StatusCodes.Status400BadRequest);
         admin.MapGet("/organizations/{id}", GetOrganization).WithName("GetOrganization").WithProblems(StatusCodes.Status404NotFound);

@@ -57,7 +57,7 @@ public static class CompatibilityApi
 
     public static IEndpointRouteBuilder MapCompatibility(this IEndpointRouteBuilder routes)
     {
-        var group = routes.MapGroup("").WithTags("Compatibility");
+        var group = routes.MapGroup("").WithTags("Compatibility").RequiresKey(BodyDocumentation.OrganizationKeyScheme);
         // Both are singletons, taken once here: a handler parameter bound from services would open a dependency
         // injection scope on every request of the hottest endpoints.
         var credentials = routes.ServiceProvider.GetRequiredService<Credentials>();

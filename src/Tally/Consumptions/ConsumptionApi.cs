@@ -7,9 +7,9 @@ using Tally.Ledger.Model;
 namespace Tally.Consumptions;
 
 /// <summary>The request body, for the API reference; bodies are read field by field by <see cref="BodyReader"/>.</summary>
-public sealed record ConsumeBody(long? Credits, string? IdempotencyKey, string? AssistantId, string? Identifier, Dictionary<string, string>? Metadata);
+public sealed record ConsumeBody(long? Credits = null, string? IdempotencyKey = null, string? AssistantId = null, string? Identifier = null, Dictionary<string, string>? Metadata = null);
 
-public sealed record RefundBody(long? Credits, string? IdempotencyKey);
+public sealed record RefundBody(long? Credits = null, string? IdempotencyKey = null);
 
 public static class ConsumptionApi
 {

@@ -6,11 +6,11 @@ using Tally.Ledger.Model;
 
 namespace Tally.Holds;
 
-public sealed record HoldBody(long Credits, string? IdempotencyKey, int? TtlSeconds, string? AssistantId, string? Identifier);
+public sealed record HoldBody(long Credits, string? IdempotencyKey = null, int? TtlSeconds = null, string? AssistantId = null, string? Identifier = null);
 
-public sealed record CaptureBody(long Credits, string? IdempotencyKey);
+public sealed record CaptureBody(long Credits, string? IdempotencyKey = null);
 
-public sealed record ReleaseBody(string? IdempotencyKey);
+public sealed record ReleaseBody(string? IdempotencyKey = null);
 
 /// <summary>Holds reserve credits for a reply whose cost is known only afterwards (streaming), then capture or release them.</summary>
 public static class HoldApi

@@ -53,6 +53,7 @@ public sealed class TallyServer
             document.Info.Title = "Tally";
             // HEAD is answered wherever GET is (AnswerHeadWhereGetIs); it is no operation of its own to describe.
             foreach (var path in document.Paths.Values) path.Operations?.Remove(HttpMethod.Head);
+            BodyDocumentation.AddKeySchemes(document);
             return Task.CompletedTask;
         }));
         builder.Services.AddSingleton(options);
@@ -138,7 +139,8 @@ public static class OrganizationApi
         // limit, the store or the writer's queue unavailable.
         var organization = routes.MapGroup("/v1").WithTags("Organization").AddEndpointFilter<OrganizationKeyFilter>()
             .WithProblems(StatusCodes.Status401Unauthorized, StatusCodes.Status403Forbidden, StatusCodes.Status404NotFound,
-                StatusCodes.Status429TooManyRequests, StatusCodes.Status503ServiceUnavailable);
+                StatusCodes.Status429TooManyRequests, StatusCodes.Status503ServiceUnavailable)
+            .RequiresKey(BodyDocumentation.OrganizationKeyScheme);
         organization.MapBalances();
         organization.MapConsumptions();
         organization.MapHolds();

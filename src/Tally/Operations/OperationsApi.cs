@@ -11,7 +11,7 @@ public static class OperationsApi
     {
         var group = routes.MapGroup("").WithTags("Operations");
         group.MapGet("/healthz", () => TypedResults.Ok(new Health("alive"))).WithName("Healthz");
-        group.MapGet("/readyz", Ready).WithName("Readyz");
+        group.MapGet("/readyz", Ready).WithName("Readyz").Produces<Health>(StatusCodes.Status503ServiceUnavailable);
         group.MapGet("/metrics", (PrometheusExporter exporter) => TypedResults.Text(exporter.Render(), "text/plain; version=0.0.4; charset=utf-8"))
             .WithName("Metrics").WithSummary("Prometheus text format.");
         return routes;
