@@ -30,8 +30,9 @@ public static class TallyCommandLine
         var serve = new Command("serve", "Runs the Tally HTTP server.") { dataDirectory, urls, store, connection };
         serve.SetAction(async (parse, cancellationToken) =>
         {
+            // TALLY_URLS and Tally:Urls were checked as they were read, each named in its refusal.
+            if (parse.GetValue(urls) is { } given) TallyOptions.CheckUrls(given);
             var options = Options(parse, dataDirectory, urls, store, connection);
-            TallyOptions.CheckUrls(options.Urls);
             var app = TallyServer.Build(options);
             await app.RunAsync();
             return ExitCodes.Success;

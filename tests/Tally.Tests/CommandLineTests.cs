@@ -54,6 +54,18 @@ public sealed class CommandLineTests : IDisposable
     }
 
     [Fact]
+    public async Task AnAddressFromTheEnvironmentThatIsNotValidIsRefusedUnderItsOwnName()
+    {
+        var (exitCode, output) = await TallyProcess.RunAsync(root,
+            new Dictionary<string, string> { ["TALLY_OPERATOR_KEY"] = TallyApi.OperatorKey, ["TALLY_URLS"] = "http://localhots:5288" },
+            "serve", "--data-dir", DataDirectory);
+
+        Assert.True(exitCode == ExitCodes.UsageError, $"exit code {exitCode}:\n{output}");
+        Assert.StartsWith("TALLY_URLS: 'http://localhots:5288': the host must be", output);
+        Assert.False(Directory.Exists(DataDirectory), "refused before the store opened");
+    }
+
+    [Fact]
     public async Task ASettingThatIsNotValidIsRefusedRatherThanReplacedByItsDefault()
     {
         await File.WriteAllTextAsync(Path.Combine(root, "appsettings.json"), """{"Tally": {"RateLimitPerSecond": "lots"}}""");

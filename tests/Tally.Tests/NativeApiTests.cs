@@ -182,6 +182,21 @@ public sealed class NativeApiTests(TallyServerFixture server) : IClassFixture<Ta
     }
 
     [Fact]
+    public async Task ABodyAfterAByteOrderMarkIsReadAndABodyThatIsNotJsonIsToldWhereItBreaks()
+    {
+        var organization = await server.CreateOrganizationAsync(creditsPerPeriod: 100);
+        (await PostAsync(organization.Key, "/v1/consumptions", "\uFEFF{\"credits\":2,\"idempotencyKey\":\"after-a-mark\"}")).Expect(HttpStatusCode.Created);
+
+        var cut = (await PostAsync(organization.Key, "/v1/consumptions", "{\"credits\":1")).ExpectProblem(HttpStatusCode.BadRequest, "validation_failed");
+        var message = cut.Json!["errors"]!["body"]![0]!.GetValue<string>();
+        Assert.StartsWith("The body is not valid JSON (at byte 12): ", message);
+        Assert.DoesNotContain("LineNumber", message);
+        var twice = (await PostAsync(organization.Key, "/v1/consumptions", "{\"credits\":1,\"credits\":9}")).ExpectProblem(HttpStatusCode.BadRequest, "validation_failed");
+        Assert.StartsWith("The body names a field twice: ", twice.Json!["errors"]!["body"]![0]!.GetValue<string>());
+        Assert.Equal(2, (await server.BalanceAsync(organization.Key))["used"]!.GetValue<long>());
+    }
+
+    [Fact]
     public async Task MetadataThatOnlyMovesAnEqualsSignBetweenKeyAndValueIsOtherParameters()
     {
         var organization = await server.CreateOrganizationAsync(creditsPerPeriod: 100);
@@ -481,6 +496,11 @@ public sealed class NativeApiTests(TallyServerFixture server) : IClassFixture<Ta
             var problem = (await GetAsync(organization.Key, "/v1/usage?" + query)).ExpectProblem(HttpStatusCode.BadRequest, "validation_failed");
             Assert.True(problem.Json!["errors"]![field] is not null, $"{query}: expected an error on {field}: {problem.Text}");
         }
+        // A window with one end left out names the end that was sent and the default the other end took.
+        var before = (await GetAsync(organization.Key, "/v1/usage?to=2000-01-01T00:00:00Z")).ExpectProblem(HttpStatusCode.BadRequest, "validation_failed");
+        Assert.Contains("defaults to the current period's start", before.Json!["errors"]!["to"]![0]!.GetValue<string>());
+        var after = (await GetAsync(organization.Key, "/v1/usage?from=2999-01-01T00:00:00Z")).ExpectProblem(HttpStatusCode.BadRequest, "validation_failed");
+        Assert.Contains("defaults to now", after.Json!["errors"]!["from"]![0]!.GetValue<string>());
         await server.AssertLedgerVerifiedAsync();
     }
 

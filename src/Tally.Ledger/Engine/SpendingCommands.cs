@@ -36,7 +36,7 @@ internal static class Spending
     }
 
     public static LedgerError Insufficient(OrganizationState state, long credits, DateTimeOffset now) =>
-        new(ErrorCode.InsufficientCredits, $"This needs {credits} credits and {state.SpendableAt(now)} remain.");
+        new(ErrorCode.InsufficientCredits, $"This needs {credits} {(credits == 1 ? "credit" : "credits")} and {state.SpendableAt(now)} remain.");
 
     /// <summary>Credits outside 1..<paramref name="maximum"/> are refused as invalid (SPEC §3 limits).</summary>
     public static LedgerError? InvalidCredits(long credits, long maximum = Limits.OperationCreditsMax) =>

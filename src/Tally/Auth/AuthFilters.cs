@@ -42,7 +42,7 @@ public sealed class OperatorKeyFilter(Credentials credentials) : IEndpointFilter
     public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next) =>
         credentials.IsOperator(context.HttpContext)
             ? await next(context)
-            : Problems.Unauthorized("The admin API needs `Authorization: Bearer <operator key>`; organization keys are not accepted here.");
+            : Problems.Unauthorized("The operator key is missing or wrong: the admin API needs `Authorization: Bearer <operator key>` (organization keys are not accepted here).");
 }
 
 public static class CallerExtensions

@@ -46,7 +46,17 @@ public static class BalanceApi
         var start = ParseTime(from, "from", errors) ?? balance.Value!.Subscription.PeriodStart ?? now.AddDays(-30);
         var end = ParseTime(to, "to", errors) ?? now.AddSeconds(1);
         if (groupBy is not (null or "day" or "assistant")) errors["groupBy"] = ["Must be day or assistant."];
-        if (errors.Count == 0 && (end <= start || end - start > UsageWindowMax)) errors["to"] = ["Must be after from, and at most 366 days after it."];
+        if (errors.Count == 0 && (end <= start || end - start > UsageWindowMax))
+        {
+            // Named by what was sent: a window whose other end is a default says which default it met.
+            var window = (from, to) switch
+            {
+                (null, _) => $"Must be after from, which defaults to the current period's start ({start:yyyy-MM-dd'T'HH:mm:ss.fff'Z'}), and at most 366 days after it.",
+                (_, null) => "from must be before to, which defaults to now, and at most 366 days before it.",
+                _ => "Must be after from, and at most 366 days after it.",
+            };
+            errors[to is null ? "from" : "to"] = [window];
+        }
         if (errors.Count > 0) return Problems.Validation(errors);
         var byAssistant = groupBy == "assistant";
         var buckets = await engine.Store.UsageAsync(organizationId, start, end, byAssistant, cancellationToken);

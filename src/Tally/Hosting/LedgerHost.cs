@@ -36,7 +36,7 @@ public sealed class LedgerHost(LedgerEngine engine, OperatorKey operatorKey, Tal
             // stored key was started with TALLY_OPERATOR_KEY (whose hash is never stored): a key generated here
             // would differ from the one the other nodes, or the earlier starts, accept.
             throw new StoreOpenException(
-                "This store holds organizations but no generated operator key: it was started with TALLY_OPERATOR_KEY. Set it for this start too.");
+                "This store holds organizations but no generated operator key: it was seeded (`tally seed`) or started with TALLY_OPERATOR_KEY. Set TALLY_OPERATOR_KEY for this start too.");
         }
         if (stored is null)
         {

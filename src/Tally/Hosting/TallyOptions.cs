@@ -49,10 +49,12 @@ public sealed record TallyOptions
         }
         var options = new TallyOptions();
         var store = Read("STORE", "Store").Value;
+        var (urls, urlsSetting) = Read("URLS", "Urls");
+        if (urls is not null) CheckUrls(urls, urlsSetting);
         return options with
         {
             DataDirectory = Read("DATA_DIR", "DataDir").Value ?? options.DataDirectory,
-            Urls = Read("URLS", "Urls").Value ?? options.Urls,
+            Urls = urls ?? options.Urls,
             Store = store is null ? options.Store : ParseStore(store),
             Connection = Read("CONNECTION", "Connection").Value,
             OperatorKey = CheckOperatorKey(Read("OPERATOR_KEY", "OperatorKey")),
@@ -93,11 +95,12 @@ public sealed record TallyOptions
     /// listens on every interface for one, so a typo of 127.0.0.1 would open the admin API to the network), https
     /// (no certificate is configured), a path, or no port. <paramref name="urls"/> is `;`-separated, as Kestrel's.
     /// </summary>
-    public static void CheckUrls(string urls)
+    /// <param name="setting">Where the addresses came from, to name it in the refusal: --urls, TALLY_URLS or Tally:Urls.</param>
+    public static void CheckUrls(string urls, string setting = "--urls")
     {
         const string Example = "such as http://127.0.0.1:5080, http://localhost:5080, or http://*:5080 for every interface";
         var addresses = urls.Split(';', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
-        if (addresses.Length == 0) throw new ArgumentException($"--urls is empty: give an address to listen on, {Example}.");
+        if (addresses.Length == 0) throw new ArgumentException($"{setting} is empty: give an address to listen on, {Example}.");
         foreach (var address in addresses)
         {
             BindingAddress parsed;
@@ -107,7 +110,7 @@ public sealed record TallyOptions
             }
             catch (FormatException)
             {
-                throw new ArgumentException($"--urls: '{address}' is not an address; give one {Example}.");
+                throw new ArgumentException($"{setting}: '{address}' is not an address; give one {Example}.");
             }
             var host = parsed.Host.Trim('[', ']');
             var problem =
@@ -117,7 +120,7 @@ public sealed record TallyOptions
                 : parsed.PathBase.Length > 0 ? "an address has no path"
                 : parsed.Port is < 0 or > 65_535 || !address.Contains(':' + parsed.Port.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal) ? "give a port (from 1 to 65535, or 0 for any free one)"
                 : null;
-            if (problem is not null) throw new ArgumentException($"--urls: '{address}': {problem}; give an address {Example}.");
+            if (problem is not null) throw new ArgumentException($"{setting}: '{address}': {problem}; give an address {Example}.");
         }
     }
 

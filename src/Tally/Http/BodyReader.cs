@@ -33,6 +33,8 @@ public sealed class BodyReader
             await request.Body.CopyToAsync(buffer, request.HttpContext.RequestAborted);
             if (buffer.Length == 0) return (new BodyReader(JsonDocument.Parse("{}").RootElement), null);
             var bytes = buffer.ToArray();
+            // RFC 8259 lets a reader ignore a byte order mark, which some clients put before the text.
+            if (bytes.AsSpan().StartsWith("\uFEFF"u8)) bytes = bytes[3..];
             // JsonDocument checks a string's UTF-8 only when the string is read, which would then throw (a 500);
             // checking the whole body first makes it a field error like any other unreadable body.
             if (!System.Text.Unicode.Utf8.IsValid(bytes)) return (null, Problems.Validation("body", "The body is not valid UTF-8 text."));
@@ -41,7 +43,7 @@ public sealed class BodyReader
         }
         catch (JsonException exception)
         {
-            return (null, Problems.Validation("body", $"The body must be JSON that names each field once: {exception.Message}"));
+            return (null, Problems.Validation("body", NotJson(exception)));
         }
         catch (InvalidOperationException)
         {
@@ -56,6 +58,20 @@ public sealed class BodyReader
             return (null, Problems.Validation("body", "The body must be a JSON object."));
         }
         return (new BodyReader(document.RootElement), null);
+    }
+
+    /// <summary>
+    /// What is wrong with a body that is not JSON, said once and without the parser's line and position suffix
+    /// (a body is one line), with where it went wrong counted in bytes.
+    /// </summary>
+    private static string NotJson(JsonException exception)
+    {
+        var reason = exception.Message;
+        var suffix = reason.IndexOf(" LineNumber:", StringComparison.Ordinal);
+        if (suffix > 0) reason = reason[..suffix];
+        if (exception.Message.Contains("Duplicate", StringComparison.OrdinalIgnoreCase)) return $"The body names a field twice: {reason}";
+        var at = exception.BytePositionInLine is { } position ? $" (at byte {position})" : "";
+        return $"The body is not valid JSON{at}: {reason}";
     }
 
     private static ProblemHttpResult UnreadableText =>
