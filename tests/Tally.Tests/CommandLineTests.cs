@@ -32,6 +32,7 @@ public sealed class CommandLineTests : IDisposable
 
         Assert.True(exitCode == ExitCodes.Failure, $"exit code {exitCode}:\n{output}");
         Assert.Contains($"Another Tally store is open on {DataDirectory}", output);
+        Assert.DoesNotContain("Hosting failed to start", output);
         // An unhandled exception would abort the runtime (exit code 134) after printing this.
         Assert.DoesNotContain("Unhandled exception", output);
     }
@@ -188,6 +189,8 @@ public sealed class CommandLineTests : IDisposable
         Assert.True(exitCode == ExitCodes.Failure, $"exit code {exitCode}:\n{output}");
         Assert.Contains($"Failed to bind to address {address}: address already in use.", output);
         Assert.DoesNotContain("Unhandled exception", output);
+        // One line: not also the host's record of the failed start, with its stack trace.
+        Assert.DoesNotContain("Hosting failed to start", output);
     }
 
     [Fact]

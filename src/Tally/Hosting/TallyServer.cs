@@ -39,6 +39,11 @@ public sealed class TallyServer
         // This category only logs each request's start and end (Information, filtered out above), but while any of
         // its levels is on, hosting creates a tracing Activity for every request; off, a request costs less.
         builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.None);
+        // The host logs a start that failed ("Hosting failed to start", with the stack trace) before it throws; `tally
+        // serve` then says in one line why (an address in use, a store it cannot open), or the runtime prints an
+        // unexpected exception in full, so the record only buried that line. A background service that fails still
+        // logs the Critical record that stops the host.
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
         builder.Services.ConfigureHttpJsonOptions(json =>
         {
             // The web defaults read numbers from strings too, which the OpenAPI document then declared as
