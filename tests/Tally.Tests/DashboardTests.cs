@@ -75,6 +75,47 @@ public sealed class DashboardTests(TallyServerFixture server) : IClassFixture<Ta
     }
 
     [Fact]
+    public async Task ASlowAnswerForTheKeyShownBeforeNeverReplacesTheFiguresOfTheKeyShownLast()
+    {
+        var slow = await server.CreateOrganizationAsync(creditsPerPeriod: 100);
+        var last = await server.CreateOrganizationAsync(creditsPerPeriod: 200);
+        using var playwright = await Playwright.CreateAsync();
+        await using var browser = await Chromium.LaunchAsync(playwright);
+        var page = await browser.NewPageAsync();
+        var errors = CollectErrors(page);
+        // The first key's three requests are held until the second key's figures are shown, then answered.
+        var release = new TaskCompletionSource();
+        var slowAnswered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var slowRequests = 0;
+        await page.RouteAsync("**/v1/**", async route =>
+        {
+            if (route.Request.Headers.TryGetValue("authorization", out var authorization) && authorization.Contains(slow.Key.SecretKey))
+            {
+                await release.Task;
+                await route.ContinueAsync();
+                // Balance, usage and ledger.
+                if (Interlocked.Increment(ref slowRequests) == 3) slowAnswered.SetResult();
+                return;
+            }
+            await route.ContinueAsync();
+        });
+
+        await page.GotoAsync(server.BaseAddress.ToString());
+        await page.FillAsync("#key", slow.Key.SecretKey);
+        await page.ClickAsync("#show");
+        await page.FillAsync("#key", last.Key.SecretKey);
+        await page.ClickAsync("#show");
+        await Expect(page, "#remaining", "200");
+        release.SetResult();
+        await slowAnswered.Task.WaitAsync(TimeSpan.FromMilliseconds(WaitMilliseconds));
+        await page.WaitForLoadStateAsync(LoadState.NetworkIdle, new PageWaitForLoadStateOptions { Timeout = WaitMilliseconds });
+
+        Assert.Equal(last.Id, await page.InnerTextAsync("#organization-id"));
+        Assert.Equal("200", await page.InnerTextAsync("#remaining"));
+        Assert.True(errors.Count == 0, string.Join("\n", errors));
+    }
+
+    [Fact]
     public async Task OlderLedgerEntriesLoadOnceHoweverQuicklyTheButtonIsClicked()
     {
         var organization = await server.CreateOrganizationAsync(creditsPerPeriod: 1000);

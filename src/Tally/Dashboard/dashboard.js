@@ -68,14 +68,20 @@ function showLedger(page) {
   element("older").hidden = ledgerCursor === null;
 }
 
-async function showOrganization(key) {
+// Each key shown, or forgotten, takes the next number: answers that arrive for an earlier one are dropped, so that a
+// slow answer for the last key but one never replaces the figures of the last.
+let shownKey = 0;
+
+async function showOrganization(key, number) {
   const from = new Date(Date.now() - usageDays * 24 * 60 * 60 * 1000).toISOString();
   const [balance, usage, ledger] = await Promise.all([
     get("/v1/balance", key),
     get("/v1/usage?groupBy=day&from=" + encodeURIComponent(from), key),
     get("/v1/ledger?limit=" + ledgerPageSize, key),
   ]);
-  element("organization-id").textContent = balance.organizationId + (balance.status === "active" ? "" : ` (${balance.status})`);
+  if (number !== shownKey) return;
+  // Only an active organization's key is answered (a disabled or deleted one's is 404), so the id is all to show.
+  element("organization-id").textContent = balance.organizationId;
   element("remaining").textContent = credits(balance.remaining, balance.unlimited);
   element("used").textContent = numbers.format(balance.used);
   element("total").textContent = credits(balance.total, balance.unlimited);
@@ -116,6 +122,7 @@ function showError(message) {
 }
 
 async function show(key) {
+  const number = ++shownKey;
   element("error").hidden = true;
   if (!keyPattern.test(key)) {
     element("organization").hidden = true;
@@ -123,8 +130,9 @@ async function show(key) {
     return;
   }
   try {
-    await showOrganization(key);
+    await showOrganization(key, number);
   } catch (error) {
+    if (number !== shownKey) return;
     element("organization").hidden = true;
     showError(error.message);
     // A request that failed may mean the service went away: say so at once rather than at the next check.
@@ -133,6 +141,7 @@ async function show(key) {
 }
 
 function forget() {
+  shownKey++;
   sessionStorage.removeItem(keyStorageName);
   element("key").value = "";
   element("organization").hidden = true;
