@@ -130,6 +130,22 @@ public sealed class OperationsTests(TallyServerFixture server) : IClassFixture<T
     }
 
     [Fact]
+    public async Task AProblemsTypeLinksToTheErrorReferenceThatThisServerServes()
+    {
+        var organization = await server.CreateOrganizationAsync(creditsPerPeriod: 1);
+        var refusal = (await server.ConsumeAsync(organization.Key, credits: 2)).ExpectProblem(HttpStatusCode.PaymentRequired, "insufficient_credits");
+        var type = new Uri(server.BaseAddress, refusal.String("type"));
+        Assert.Equal("insufficient_credits", type.Fragment.TrimStart('#'));
+
+        using var reference = await server.SendAsync(HttpMethod.Get, type.PathAndQuery, authorization: null);
+        Assert.Equal(HttpStatusCode.OK, reference.StatusCode);
+        Assert.Equal("text/markdown", reference.Content.Headers.ContentType?.MediaType);
+        var text = await reference.Content.ReadAsStringAsync();
+        Assert.Equal(await File.ReadAllTextAsync(Path.Combine(RepositoryRoot(), "docs", "errors.md")), text);
+        Assert.Contains("| `insufficient_credits` | 402 |", text);
+    }
+
+    [Fact]
     public async Task TheServedOpenApiDocumentMatchesTheCommittedDocsOpenApiJson()
     {
         var served = await FetchDocumentAsync();

@@ -25,6 +25,9 @@ public static class DashboardApi
         ("/dashboard.css", "dashboard.css", "text/css; charset=utf-8"),
         // Named by the page, so that a browser does not ask for /favicon.ico, which would be a 404.
         ("/favicon.svg", "favicon.svg", "image/svg+xml"),
+        // The error codes' reference (docs/errors.md), which every problem answer's `type` names: served by the server
+        // itself, so that the link works wherever Tally runs, offline and at the build's own version.
+        ("/errors", "errors.md", "text/markdown; charset=utf-8"),
     ];
 
     public static IEndpointRouteBuilder MapDashboard(this IEndpointRouteBuilder routes)

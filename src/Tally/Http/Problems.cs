@@ -9,7 +9,11 @@ namespace Tally.Http;
 /// </summary>
 public static class Problems
 {
-    public const string TypeBase = "https://github.com/tally/tally/blob/main/docs/errors.md#";
+    /// <summary>
+    /// A problem's `type`, relative to the server that answered (RFC 9457 allows a relative reference): its /errors
+    /// serves docs/errors.md, which lists every code.
+    /// </summary>
+    public const string TypeBase = "/errors#";
 
     public static ProblemHttpResult Of(int status, string code, string title, string detail, IDictionary<string, string[]>? errors = null)
     {
