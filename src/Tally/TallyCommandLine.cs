@@ -30,9 +30,10 @@ public static class TallyCommandLine
         var serve = new Command("serve", "Runs the Tally HTTP server.") { dataDirectory, urls, store, connection };
         serve.SetAction(async (parse, cancellationToken) =>
         {
-            // TALLY_URLS and Tally:Urls were checked as they were read, each named in its refusal.
-            if (parse.GetValue(urls) is { } given) TallyOptions.CheckUrls(given);
             var options = Options(parse, dataDirectory, urls, store, connection);
+            // Checked here, not where the settings are read: the other commands use neither.
+            TallyOptions.CheckUrls(options.Urls, options.UrlsSetting);
+            TallyOptions.CheckOperatorKey(options);
             var app = TallyServer.Build(options);
             await app.RunAsync();
             return ExitCodes.Success;
@@ -133,6 +134,7 @@ public static class TallyCommandLine
         {
             DataDirectory = parse.GetValue(dataDirectory) ?? options.DataDirectory,
             Urls = parse.GetValue(urls) ?? options.Urls,
+            UrlsSetting = parse.GetValue(urls) is null ? options.UrlsSetting : "--urls",
             Store = parse.GetValue(store) is { } storeText ? TallyOptions.ParseStore(storeText) : options.Store,
             Connection = parse.GetValue(connection) ?? options.Connection,
         };

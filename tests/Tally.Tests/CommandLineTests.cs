@@ -55,6 +55,18 @@ public sealed class CommandLineTests : IDisposable
     }
 
     [Fact]
+    public async Task CommandsOtherThanServeDoNotStopOnTheServersOperatorKeyOrAddress()
+    {
+        // A backup or verify run by a scheduler with the server's environment uses neither setting.
+        var (exitCode, output) = await TallyProcess.RunAsync(root,
+            new Dictionary<string, string> { ["TALLY_OPERATOR_KEY"] = "admin", ["TALLY_URLS"] = "http://localhots:5288" },
+            "verify", "--data-dir", DataDirectory);
+
+        Assert.True(exitCode == ExitCodes.Failure, $"exit code {exitCode}:\n{output}");
+        Assert.StartsWith("No Tally store at", output);
+    }
+
+    [Fact]
     public async Task AnAddressFromTheEnvironmentThatIsNotValidIsRefusedUnderItsOwnName()
     {
         var (exitCode, output) = await TallyProcess.RunAsync(root,

@@ -189,7 +189,7 @@ public sealed class NativeApiTests(TallyServerFixture server) : IClassFixture<Ta
 
         var cut = (await PostAsync(organization.Key, "/v1/consumptions", "{\"credits\":1")).ExpectProblem(HttpStatusCode.BadRequest, "validation_failed");
         var message = cut.Json!["errors"]!["body"]![0]!.GetValue<string>();
-        Assert.StartsWith("The body is not valid JSON (at byte 12): ", message);
+        Assert.StartsWith("The body is not valid JSON (after 12 bytes): ", message);
         Assert.DoesNotContain("LineNumber", message);
         var twice = (await PostAsync(organization.Key, "/v1/consumptions", "{\"credits\":1,\"credits\":9}")).ExpectProblem(HttpStatusCode.BadRequest, "validation_failed");
         Assert.StartsWith("The body names a field twice: ", twice.Json!["errors"]!["body"]![0]!.GetValue<string>());

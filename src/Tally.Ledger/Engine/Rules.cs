@@ -137,11 +137,13 @@ internal static class Rules
         state.Grants.RemoveAll(grant => grant.Expired);
     }
 
-    /// <summary>What a grant grants now: the period's credits for the current period's allowance, else its own credits.</summary>
+    /// <summary>
+    /// What a grant grants now: for the current period's allowance, the period's credits (none on an unlimited plan,
+    /// which spends from no grant); for any other grant, its own credits.
+    /// </summary>
     private static long AllowanceSize(OrganizationState state, GrantState grant) =>
-        grant.Source == GrantSource.Allowance && state.Subscription is { CreditsPerPeriod: { } perPeriod } subscription
-            && grant.PeriodStart == subscription.PeriodStart
-            ? perPeriod
+        grant.Source == GrantSource.Allowance && state.Subscription is { } subscription && grant.PeriodStart == subscription.PeriodStart
+            ? subscription.CreditsPerPeriod ?? 0
             : grant.Credits;
 
     /// <summary>
@@ -150,8 +152,9 @@ internal static class Rules
     /// zero, written as a grant entry for credits added or an expiry entry for credits taken away. Its credits become
     /// the new credits, or what it gave out if that is more (a downgrade below it), so that what it gave out is still
     /// its credits less its remaining: credits given back later pay off the difference first (<see cref="ReturnCredits"/>).
-    /// Without an allowance (the terms before were unlimited or granted nothing) the period gets one; with no
-    /// credits, it ends.
+    /// Without an allowance (the period began unlimited or granting nothing) the period gets one. New terms of no
+    /// credits (or unlimited) keep it, with nothing left to spend, rather than end it: terms changed back within the
+    /// period then resize it again, instead of finding none and issuing a second (rule 6).
     /// </summary>
     public static void ResizeAllowance(OrganizationState state, long credits, DateTimeOffset now, BatchChanges changes)
     {
@@ -160,12 +163,6 @@ internal static class Rules
         if (allowance is null)
         {
             if (credits > 0) AddPeriodGrant(state, GrantSource.Allowance, credits, now, changes, renewing: null);
-            return;
-        }
-        if (credits == 0)
-        {
-            Expire(state, allowance, now, changes);
-            state.Grants.Remove(allowance);
             return;
         }
         var taken = allowance.Credits - allowance.Remaining;

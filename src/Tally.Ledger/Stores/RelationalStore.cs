@@ -345,9 +345,15 @@ public abstract partial class RelationalStore : ILedgerStore
     private static readonly TableWrite GrantsSpentWrite = new("grants",
         "ON CONFLICT (id) DO UPDATE SET remaining = excluded.remaining", GrantColumnTypes);
 
-    // Also for an allowance resized within its period (its credits change). Neither credits nor expires_at is in an
-    // index; each row holds the grant's whole state, so journals written before this statement named them replay alike.
-    private static readonly TableWrite GrantsRewrittenWrite = new("grants",
+    // Written by the builds before allowances could be resized, for expired grants; a journal of theirs is read as
+    // GrantsWholeWrite (their rows hold the grant's whole state, with the credits it always had).
+    private static readonly TableWrite GrantsExpiredWrite = new("grants",
+        "ON CONFLICT (id) DO UPDATE SET remaining = excluded.remaining, expired = excluded.expired", GrantColumnTypes);
+
+    // Grants that expired, and allowances resized within their period (their credits change). Neither credits nor
+    // expires_at is in an index. A table write of its own, numbered after the others: a build before it meets a
+    // number it does not know in a journal of this one, and refuses it, rather than miss the credits.
+    private static readonly TableWrite GrantsWholeWrite = new("grants",
         "ON CONFLICT (id) DO UPDATE SET credits = excluded.credits, remaining = excluded.remaining, expires_at = excluded.expires_at, expired = excluded.expired",
         GrantColumnTypes);
 
@@ -390,9 +396,12 @@ public abstract partial class RelationalStore : ILedgerStore
     /// </summary>
     protected static readonly TableWrite[] TableWrites =
     [
-        OrganizationsWrite, OrganizationsDeadlineWrite, GrantsRewrittenWrite, GrantsSpentWrite, HoldsWrite, ConsumptionsWrite,
-        EntriesWrite, IdempotencyWrite, AssistantsWrite, KeysWrite, AuditWrite,
+        OrganizationsWrite, OrganizationsDeadlineWrite, GrantsExpiredWrite, GrantsSpentWrite, HoldsWrite, ConsumptionsWrite,
+        EntriesWrite, IdempotencyWrite, AssistantsWrite, KeysWrite, AuditWrite, GrantsWholeWrite,
     ];
+
+    /// <summary>The table write a journal's row is written with: its own, or its replacement (<see cref="GrantsExpiredWrite"/>).</summary>
+    protected static TableWrite CurrentWrite(TableWrite journaled) => journaled == GrantsExpiredWrite ? GrantsWholeWrite : journaled;
 
     /// <summary>
     /// The upserts whose row is the whole current state of the row keyed by its first column, per table: the
@@ -402,7 +411,7 @@ public abstract partial class RelationalStore : ILedgerStore
     /// </summary>
     protected static readonly (TableWrite Broad, TableWrite Narrow)[] StateUpserts =
     [
-        (OrganizationsDeadlineWrite, OrganizationsWrite), (GrantsRewrittenWrite, GrantsSpentWrite), (HoldsWrite, HoldsWrite),
+        (OrganizationsDeadlineWrite, OrganizationsWrite), (GrantsWholeWrite, GrantsSpentWrite), (HoldsWrite, HoldsWrite),
         (ConsumptionsWrite, ConsumptionsWrite),
     ];
 
@@ -425,7 +434,7 @@ public abstract partial class RelationalStore : ILedgerStore
         // Expired grants first: a plan change expires the period's allowance and issues its replacement for the
         // same period start, which the unique index on live allowances refuses while the old one is still live.
         var rewritten = changes.Grants.Values.ToLookup(pair => pair.Grant.Expired || changes.GrantsResized.Contains(pair.Grant.Id));
-        Add(GrantsRewrittenWrite, rewritten[true].ToList(), pair => GrantRow(pair.OrganizationId, pair.Grant));
+        Add(GrantsWholeWrite, rewritten[true].ToList(), pair => GrantRow(pair.OrganizationId, pair.Grant));
         Add(GrantsSpentWrite, rewritten[false].ToList(), pair => GrantRow(pair.OrganizationId, pair.Grant));
         Add(HoldsWrite, changes.Holds.Values, HoldRowValues);
         Add(ConsumptionsWrite, changes.Consumptions.Values, ConsumptionRow);

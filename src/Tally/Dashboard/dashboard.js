@@ -161,10 +161,15 @@ element("older").addEventListener("click", async () => {
   if (older.disabled) return;
   older.disabled = true;
   const key = sessionStorage.getItem(keyStorageName);
+  const number = shownKey;
   try {
-    showLedger(await get(`/v1/ledger?limit=${ledgerPageSize}&cursor=${encodeURIComponent(ledgerCursor)}`, key));
+    const page = await get(`/v1/ledger?limit=${ledgerPageSize}&cursor=${encodeURIComponent(ledgerCursor)}`, key);
+    // Another key shown meanwhile: this page belongs to the one before.
+    if (number !== shownKey) return;
+    showLedger(page);
     element("error").hidden = true;
   } catch (error) {
+    if (number !== shownKey) return;
     showError(error.message);
     showService();
   } finally {

@@ -16,9 +16,15 @@ public sealed record TallyOptions
 
     public string DataDirectory { get; init; } = DefaultDataDirectory;
     public string Urls { get; init; } = DefaultUrls;
+
+    /// <summary>Where <see cref="Urls"/> came from (--urls, TALLY_URLS or Tally:Urls), to name it in a refusal.</summary>
+    public string UrlsSetting { get; init; } = "--urls";
     public StoreKind Store { get; init; } = StoreKind.Sqlite;
     public string? Connection { get; init; }
     public string? OperatorKey { get; init; }
+
+    /// <summary>Where <see cref="OperatorKey"/> came from (TALLY_OPERATOR_KEY or Tally:OperatorKey), to name it in a refusal.</summary>
+    public string OperatorKeySetting { get; init; } = "TALLY_OPERATOR_KEY";
 
     /// <summary>How often the background sweep looks for period renewals and expired holds.</summary>
     public TimeSpan SweepInterval { get; init; } = TimeSpan.FromSeconds(10);
@@ -50,14 +56,15 @@ public sealed record TallyOptions
         var options = new TallyOptions();
         var store = Read("STORE", "Store").Value;
         var (urls, urlsSetting) = Read("URLS", "Urls");
-        if (urls is not null) CheckUrls(urls, urlsSetting);
         return options with
         {
             DataDirectory = Read("DATA_DIR", "DataDir").Value ?? options.DataDirectory,
             Urls = urls ?? options.Urls,
+            UrlsSetting = urls is null ? options.UrlsSetting : urlsSetting,
             Store = store is null ? options.Store : ParseStore(store),
             Connection = Read("CONNECTION", "Connection").Value,
-            OperatorKey = CheckOperatorKey(Read("OPERATOR_KEY", "OperatorKey")),
+            OperatorKey = Read("OPERATOR_KEY", "OperatorKey").Value,
+            OperatorKeySetting = Read("OPERATOR_KEY", "OperatorKey").Name,
             SweepInterval = Positive("SWEEP_SECONDS", "SweepSeconds") is { } seconds ? TimeSpan.FromSeconds(seconds) : options.SweepInterval,
             RateLimitPerSecond = Positive("RATE_LIMIT_PER_SECOND", "RateLimitPerSecond") ?? options.RateLimitPerSecond,
         };
@@ -72,11 +79,13 @@ public sealed record TallyOptions
     /// <summary>
     /// Refuses an operator key that is short enough to guess, or one that no request could send: white space or a
     /// control character inside it (a header's credential ends at a space), or longer than a header is read. The
-    /// message gives the key's length, never the key.
+    /// message gives the key's length, never the key. Checked by `serve` alone: the other commands never use the
+    /// key, and a backup run by a scheduler with the server's environment must not stop on it.
     /// </summary>
-    private static string? CheckOperatorKey((string? Value, string Name) setting)
+    public static void CheckOperatorKey(TallyOptions options)
     {
-        if (setting.Value is not { } key) return null;
+        (string? Value, string Name) setting = (options.OperatorKey, options.OperatorKeySetting);
+        if (setting.Value is not { } key) return;
         if (key.Length is < OperatorKeyLengthMin or > OperatorKeyLengthMax)
         {
             throw new ArgumentException(
@@ -87,7 +96,6 @@ public sealed record TallyOptions
         {
             throw new ArgumentException($"{setting.Name} holds white space or a control character, which no Authorization header can carry; remove it.");
         }
-        return key;
     }
 
     /// <summary>

@@ -70,7 +70,12 @@ public sealed class BodyReader
         var suffix = reason.IndexOf(" LineNumber:", StringComparison.Ordinal);
         if (suffix > 0) reason = reason[..suffix];
         if (exception.Message.Contains("Duplicate", StringComparison.OrdinalIgnoreCase)) return $"The body names a field twice: {reason}";
-        var at = exception.BytePositionInLine is { } position ? $" (at byte {position})" : "";
+        var at = (exception.LineNumber, exception.BytePositionInLine) switch
+        {
+            (0 or null, { } position) => $" (after {position} bytes)",
+            ({ } line, { } position) => $" (on line {line + 1}, after {position} bytes of it)",
+            _ => "",
+        };
         return $"The body is not valid JSON{at}: {reason}";
     }
 

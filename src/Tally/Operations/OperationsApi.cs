@@ -46,17 +46,26 @@ public static class OperationsApi
 /// joins. While the database hangs, each check used to leave its own query behind, holding a pooled connection
 /// until the query's own timeout, so that a load balancer checking every second took a connection a second.
 /// </summary>
-public sealed class ReadinessQuery(LedgerEngine engine)
+public sealed class ReadinessQuery(LedgerEngine engine, TimeProvider time)
 {
+    /// <summary>
+    /// How long checks join a query that has not ended before one starts another: a query on a connection that died
+    /// silently may wait much longer than its cancellation (Npgsql's took a minute against a frozen server), and the
+    /// node must be seen ready soon after the database is back. So at most one query is left behind per this time.
+    /// </summary>
+    public static readonly TimeSpan JoinedAtMost = 5 * OperationsApi.ReadinessQueryTimeout;
+
     private readonly Lock gate = new();
     private Task? inFlight;
+    private long startedAt;
 
-    /// <summary>The query under way, or a new one when the last has ended (answered or failed).</summary>
+    /// <summary>The query under way, or a new one when the last has ended (answered or failed) or is too old to join.</summary>
     public Task Current()
     {
         lock (gate)
         {
-            if (inFlight is { IsCompleted: false } running) return running;
+            if (inFlight is { IsCompleted: false } running && time.GetElapsedTime(startedAt) < JoinedAtMost) return running;
+            startedAt = time.GetTimestamp();
             var query = RunAsync();
             // Observed here too: checks that stopped waiting before it failed never see its error.
             _ = query.ContinueWith(static ended => ended.Exception, TaskContinuationOptions.OnlyOnFaulted);

@@ -145,6 +145,34 @@ public abstract partial class LedgerContract
     }
 
     [Fact]
+    public async Task NoCreditsOrUnlimitedAndBackWithinThePeriodGiveTheAllowanceNoRefill()
+    {
+        await using var ledger = await StartAsync();
+        var organization = await ledger.OrganizationAsync(100);
+        var anchor = ledger.Time.GetUtcNow();
+        Value(await ledger.ConsumeAsync(organization, 90));
+        var hold = Value(await ledger.HoldAsync(organization, 5));
+
+        await ledger.SubscribeAsync(organization, 0, anchor: anchor);
+        Assert.Equal(0, (await ledger.BalanceAsync(organization)).Remaining);
+        await ledger.SubscribeAsync(organization, 100, anchor: anchor);
+        Assert.Equal((95L, 90L, 5L), await TotalUsedAndRemainingAsync(ledger, organization));
+
+        await ledger.SubscribeAsync(organization, null, anchor: anchor);
+        Assert.Equal(-1, (await ledger.BalanceAsync(organization)).Remaining);
+        // Released while the plan grants nothing from the allowance: its 5 credits are not spendable then.
+        Value(await ledger.ReleaseAsync(organization, hold.Id));
+        await ledger.SubscribeAsync(organization, 100, anchor: anchor);
+        // Back to 100: what the period gave out and kept (the 90) still counts; the released 5 come back with the size.
+        Assert.Equal((100L, 90L, 10L), await TotalUsedAndRemainingAsync(ledger, organization));
+        Assert.Single((await ledger.BalanceAsync(organization)).Grants, grant => grant.Source == "allowance");
+        await ledger.RestartAsync();
+        Assert.Equal((100L, 90L, 10L), await TotalUsedAndRemainingAsync(ledger, organization));
+        Assert.Equal(10, await ledger.LedgerRemainingAsync(organization));
+        await ledger.AssertVerifiedAsync();
+    }
+
+    [Fact]
     public async Task RefundsAfterADowngradeBelowWhatWasSpentGiveBackNoMoreThanTheNewAllowance()
     {
         await using var ledger = await StartAsync();

@@ -151,6 +151,33 @@ public sealed class SqliteJournalTests : IDisposable
     }
 
     [Fact]
+    public async Task AnAllowanceResizedUpAndDownInBatchesWrittenAtOnceIsWrittenWithItsLastCredits()
+    {
+        await using var locked = await LockedTables.StartAsync(Path.Combine(root, "live"));
+        var (store, engine, organization) = (locked.Store, locked.Engine, locked.Organization);
+        var anchor = LedgerHarness.Value(await engine.GetBalanceAsync(organization)).Subscription.Anchor!.Value;
+
+        // One batch each, all written by the projector's next transaction: the allowance is resized (credits change)
+        // by two batches and only spent (remaining changes) by the others, the last of which comes after the resizes.
+        var consumption = LedgerHarness.Value(await engine.ConsumeAsync(new ConsumeRequest(organization, 300, "before-upgrade")));
+        LedgerHarness.Value(await engine.PutSubscriptionAsync(organization, new SubscriptionRequest("up", 5_000, PeriodKind.Year, anchor)));
+        LedgerHarness.Value(await engine.ConsumeAsync(new ConsumeRequest(organization, 3, "after-upgrade")));
+        LedgerHarness.Value(await engine.PutSubscriptionAsync(organization, new SubscriptionRequest("down", 100, PeriodKind.Year, anchor)));
+        LedgerHarness.Value(await engine.RefundAsync(organization, consumption.Id, 250, "refund"));
+        LedgerHarness.Value(await engine.ConsumeAsync(new ConsumeRequest(organization, 1, "after-downgrade")));
+        locked.Unlock();
+        await store.WaitForTablesAsync();
+
+        var allowance = LedgerHarness.Value(await engine.GetBalanceAsync(organization)).Grants.Single();
+        Assert.Equal((100L, 46L), (allowance.Credits, allowance.Remaining));
+        Assert.Equal(allowance.Credits, SqliteFile.Scalar(store.DatabasePath,
+            "SELECT credits FROM grants WHERE organization_id = @o AND expired = 0", ("@o", organization)));
+        Assert.Equal(allowance.Remaining, SqliteFile.Scalar(store.DatabasePath,
+            "SELECT remaining FROM grants WHERE organization_id = @o AND expired = 0", ("@o", organization)));
+        await AssertVerifiesAsync(engine);
+    }
+
+    [Fact]
     public async Task ABatchTheTablesRefuseIsNotHalfWrittenStopsTheStoreAndStaysInTheJournal()
     {
         var directory = Path.Combine(root, "live");

@@ -63,7 +63,13 @@ public sealed partial class SqliteLedgerStore
             var tables = new List<(TableWrite, List<object?[]>)>(tableCount);
             for (var tableIndex = 0; tableIndex < tableCount; tableIndex++)
             {
-                var table = TableWrites[reader.ReadByte()];
+                var number = reader.ReadByte();
+                if (number >= TableWrites.Length)
+                {
+                    throw new InvalidDataException(
+                        $"Journal batch {sequence} writes with table write {number}, which this build does not know. Start the build that wrote it.");
+                }
+                var table = CurrentWrite(TableWrites[number]);
                 var columns = reader.ReadByte();
                 if (columns != table.Columns.Length)
                 {

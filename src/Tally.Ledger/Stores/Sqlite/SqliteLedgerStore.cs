@@ -451,8 +451,9 @@ public sealed partial class SqliteLedgerStore : RelationalStore
     {
         // Grants are compared by id: memory keeps creation order, the disk orders by (created_at, id), and two
         // grants made in the same millisecond (an allowance and its rollover) have random-ordered v7 ids.
-        var grantsOnDisk = onDisk.Grants.Select(grant => (grant.Id, grant.Remaining)).Order();
-        var grantsInMemory = inMemory.Grants.Select(grant => (grant.Id, grant.Remaining)).Order();
+        // Credits too: an allowance resized within its period changes them, and what it may take back follows them.
+        var grantsOnDisk = onDisk.Grants.Select(grant => (grant.Id, grant.Credits, grant.Remaining)).Order();
+        var grantsInMemory = inMemory.Grants.Select(grant => (grant.Id, grant.Credits, grant.Remaining)).Order();
         return onDisk.UsedInPeriod == inMemory.UsedInPeriod && onDisk.OpenHolds.Count == inMemory.OpenHolds.Count
             && grantsOnDisk.SequenceEqual(grantsInMemory);
     }
