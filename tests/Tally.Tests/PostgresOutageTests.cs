@@ -39,6 +39,8 @@ public sealed class PostgresOutageTests(PostgresFixture postgres) : IClassFixtur
         var unavailable = answers.Where(answer => answer.Status == HttpStatusCode.ServiceUnavailable).ToList();
         Assert.NotEmpty(unavailable);
         Assert.All(unavailable, answer => Assert.Equal("1", answer.Headers.RetryAfter?.ToString()));
+        // In check-balance's envelope too, the message says the store did not answer, not the seed's text for a 500.
+        Assert.All(unavailable, answer => Assert.DoesNotContain("Internal server error", answer.Text));
         // Served again once the path is back, without a restart, from the first request on: a request that meets a
         // connection the cut killed runs again on a new one (the next test), and the ledger adds up.
         path.Restore();

@@ -29,7 +29,8 @@ public static class ErrorEnvelopes
             {
                 401 => CompatibilityApi.AgentsUnauthorized,
                 404 => CompatibilityApi.AgentsNotFound,
-                >= 500 => CompatibilityApi.InternalError,
+                // The seed pairs this text with a 500; a 503 (the store did not answer) says what it is and when to retry.
+                500 => CompatibilityApi.InternalError,
                 _ => message,
             };
             return new JsonBody<AgentError>(AgentError.Of(text), CompatibilityJson.Default.AgentError, status);

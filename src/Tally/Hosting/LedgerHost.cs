@@ -77,8 +77,22 @@ public sealed class RenewalSweep(LedgerEngine engine, TallyOptions options, ILog
     {
         try
         {
-            var due = await engine.Store.FindOrganizationsDueAsync(engine.Time.GetUtcNow(), Ledger.Stores.RelationalStore.DueOrganizationsPageMax, cancellationToken);
-            await Task.WhenAll(due.Select(engine.AdvanceAsync));
+            // Page after page until a page is not full: organizations whose periods share a boundary (a million
+            // anchored on the first of the month) would otherwise take a tick each thousand. A page that holds only
+            // organizations the last one held made no progress (their advance did not move their deadline), so the
+            // sweep stops there rather than ask for it again until the next tick.
+            const int PageMax = Ledger.Stores.RelationalStore.DueOrganizationsPageMax;
+            var now = engine.Time.GetUtcNow();
+            IReadOnlyList<string> due;
+            var previous = new HashSet<string>(StringComparer.Ordinal);
+            do
+            {
+                due = await engine.Store.FindOrganizationsDueAsync(now, PageMax, cancellationToken);
+                if (due.All(previous.Contains)) break;
+                await Task.WhenAll(due.Select(engine.AdvanceAsync));
+                previous = [.. due];
+            }
+            while (due.Count == PageMax && !cancellationToken.IsCancellationRequested);
         }
         catch (Exception exception) when (exception is not OperationCanceledException)
         {
