@@ -102,19 +102,26 @@ internal sealed class PutSubscriptionCommand(string organizationId, Subscription
             PeriodEnd = Periods.EndOf(anchor, request.Period, periodStart),
         };
         state.CancelledPeriodStart = null;
-        if (current is not null && current.PeriodStart == terms.PeriodStart && current.PeriodEnd == terms.PeriodEnd)
+        // The same period goes on when the new terms' period ends where the current one does and contains its start
+        // (which is the anchor's boundary, or the time of a change that started it within the anchor's period).
+        if (current is not null && current.PeriodEnd == terms.PeriodEnd && terms.PeriodStart <= current.PeriodStart)
         {
             // Rule 6, one allowance a period: new credits, a new plan name or a new rollover within the same period
             // resize the period's allowance (what it already gave out stays spent) instead of issuing a second one.
+            terms.PeriodStart = current.PeriodStart;
             state.Subscription = terms;
             Rules.ResizeAllowance(state, terms.CreditsPerPeriod is > 0 and var credits ? credits : 0, now, context.Changes);
             return new(Views.Subscription(terms), null);
         }
-        // A period that starts or ends elsewhere (another anchor or length), or a subscription after none: the
-        // current period's grants end and the new period starts under the new terms.
+        // A period that ends elsewhere (another anchor or length), or a subscription after none: the current
+        // period's grants end and a new period starts under the new terms, its usage at zero. After a period (under
+        // way, or ended by a cancellation) it starts now, not on the anchor's boundary: consumptions carry their
+        // period's start, and a boundary an earlier period had started on (terms changed away and back) would
+        // count that period's consumptions, and their refunds, in this one's usage.
         Rules.EndPeriodGrants(state, now, context.Changes);
         state.Subscription = terms;
-        Rules.StartPeriod(state, now, rolloverCredits: 0, context.Changes);
+        var startsNow = previousPeriodStart is { } previous && previous != terms.PeriodStart;
+        Rules.StartPeriod(state, now, rolloverCredits: 0, context.Changes, startsAt: startsNow ? now : null);
         if (terms.PeriodStart != previousPeriodStart) state.UsedInPeriod = 0;
         return new(Views.Subscription(terms), null);
     }

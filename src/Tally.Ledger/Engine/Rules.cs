@@ -95,11 +95,15 @@ internal static class Rules
     /// from that and the new period alone, not from the moment they are computed. A balance read after a boundary
     /// computes the renewal without writing it, so every such read, and the write that follows, show the same grants.
     /// </summary>
-    public static void StartPeriod(OrganizationState state, DateTimeOffset now, long rolloverCredits, BatchChanges changes, string? renewing = null)
+    /// <param name="startsAt">When the period starts, if not on its anchor's boundary: a change of terms that starts a
+    /// new period in the middle of one (<see cref="PutSubscriptionCommand"/>). It still ends on the anchor's boundary.</param>
+    public static void StartPeriod(
+        OrganizationState state, DateTimeOffset now, long rolloverCredits, BatchChanges changes, string? renewing = null, DateTimeOffset? startsAt = null)
     {
         var subscription = state.Subscription ?? throw new InvalidOperationException("No subscription to start a period of.");
-        subscription.PeriodStart = Periods.StartContaining(subscription.Anchor, subscription.Period, now);
-        subscription.PeriodEnd = Periods.EndOf(subscription.Anchor, subscription.Period, subscription.PeriodStart);
+        var onAnchor = Periods.StartContaining(subscription.Anchor, subscription.Period, now);
+        subscription.PeriodStart = startsAt ?? onAnchor;
+        subscription.PeriodEnd = Periods.EndOf(subscription.Anchor, subscription.Period, onAnchor);
         if (rolloverCredits > 0) AddPeriodGrant(state, GrantSource.Rollover, rolloverCredits, now, changes, renewing);
         if (subscription.CreditsPerPeriod is > 0 and var allowance) AddPeriodGrant(state, GrantSource.Allowance, allowance, now, changes, renewing);
     }

@@ -108,9 +108,12 @@ public abstract partial class LedgerContract
         Value(await ledger.ConsumeAsync(organization, 40));
         Value(await ledger.Engine.CancelSubscriptionAsync(organization));
         ledger.Time.Advance(TimeSpan.FromDays(40));
+        var resumedAt = ledger.Time.GetUtcNow();
         await ledger.SubscribeAsync(organization, 100, anchor: anchor);
         Assert.Equal((100L, 0L, 100L), await TotalUsedAndRemainingAsync(ledger, organization));
-        Assert.Equal(anchor.AddMonths(1), (await ledger.BalanceAsync(organization)).Subscription.PeriodStart);
+        // The new period starts when it was resumed, and ends on the anchor's boundary.
+        var subscription = (await ledger.BalanceAsync(organization)).Subscription;
+        Assert.Equal((resumedAt, anchor.AddMonths(2)), (subscription.PeriodStart!.Value, subscription.PeriodEnd!.Value));
     }
 
     [Fact]
@@ -200,16 +203,37 @@ public abstract partial class LedgerContract
     }
 
     [Fact]
+    public async Task AnAnchorChangedAwayAndBackStartsAPeriodThatCountsNoneOfTheEarlierConsumptions()
+    {
+        await using var ledger = await StartAsync();
+        var organization = await ledger.OrganizationAsync(100);
+        var anchor = ledger.Time.GetUtcNow();
+        var consumption = Value(await ledger.ConsumeAsync(organization, 7));
+        ledger.Time.Advance(TimeSpan.FromDays(1));
+        await ledger.SubscribeAsync(organization, 100, anchor: anchor.AddDays(5));
+        ledger.Time.Advance(TimeSpan.FromDays(1));
+        await ledger.SubscribeAsync(organization, 100, anchor: anchor);
+        Assert.Equal((100L, 0L, 100L), await TotalUsedAndRemainingAsync(ledger, organization));
+
+        // A refund of a consumption of the first period lowers no later period's usage: used never goes below 0.
+        Value(await ledger.RefundAsync(organization, consumption.Id));
+        Assert.Equal((100L, 0L, 100L), await TotalUsedAndRemainingAsync(ledger, organization));
+        Assert.Equal(ledger.Time.GetUtcNow(), (await ledger.BalanceAsync(organization)).Subscription.PeriodStart);
+        await ledger.AssertVerifiedAsync();
+    }
+
+    [Fact]
     public async Task ANewAnchorMidPeriodStartsANewPeriodWithItsOwnAllowance()
     {
         await using var ledger = await StartAsync();
         var organization = await ledger.OrganizationAsync(100);
         Value(await ledger.ConsumeAsync(organization, 30));
         ledger.Time.Advance(TimeSpan.FromDays(3));
-        var newAnchor = ledger.Time.GetUtcNow();
+        var newAnchor = ledger.Time.GetUtcNow().AddHours(-5);
         await ledger.SubscribeAsync(organization, 100, anchor: newAnchor);
         var balance = await ledger.BalanceAsync(organization);
-        Assert.Equal(newAnchor, balance.Subscription.PeriodStart);
+        // Started when the terms changed, not on the new anchor's boundary five hours before; ends a month after it.
+        Assert.Equal((ledger.Time.GetUtcNow(), newAnchor.AddMonths(1)), (balance.Subscription.PeriodStart!.Value, balance.Subscription.PeriodEnd!.Value));
         Assert.Equal((100L, 0L, 100L), (balance.Total, balance.Used, balance.Remaining));
         Assert.Single(balance.Grants, grant => grant.Source == "allowance");
         await ledger.AssertVerifiedAsync();
