@@ -9,7 +9,8 @@ public sealed class AdminApiTests(TallyServerFixture server) : IClassFixture<Tal
     private static string Organizations(string? id = null, string? rest = null) =>
         "/v1/admin/organizations" + (id is null ? "" : "/" + id) + (rest is null ? "" : "/" + rest);
 
-    private Task<Reply> AdminAsync(HttpMethod method, string path, object? body = null) => server.AdminAsync(method, path, body);
+    private Task<Reply> AdminAsync(HttpMethod method, string path, object? body = null, Dictionary<string, string>? headers = null) =>
+        server.AdminAsync(method, path, body, headers);
 
     [Fact]
     public async Task CreatingAnOrganizationReturns201WithItsIdNameStatusAndCreationTime()
@@ -25,6 +26,26 @@ public sealed class AdminApiTests(TallyServerFixture server) : IClassFixture<Tal
         Assert.Equal("active", created.String("status"));
         Assert.True(created.Json!["createdAt"]!.GetValue<DateTimeOffset>() > DateTimeOffset.UnixEpoch);
         Assert.Equal(created.Text, (await AdminAsync(HttpMethod.Get, Organizations(id))).Expect(HttpStatusCode.OK).Text);
+        await server.AssertLedgerVerifiedAsync();
+    }
+
+    [Fact]
+    public async Task ACreationRetriedWithItsIdempotencyKeyAnswersTheFirstOrganizationAndMakesNoSecond()
+    {
+        var externalId = "retried-" + Guid.NewGuid();
+        var headers = new Dictionary<string, string> { ["Idempotency-Key"] = "create-" + externalId };
+        var first = (await AdminAsync(HttpMethod.Post, Organizations(), new { name = "Retried", externalId }, headers)).Expect(HttpStatusCode.Created);
+
+        var retry = (await AdminAsync(HttpMethod.Post, Organizations(), new { name = "Retried", externalId }, headers)).Expect(HttpStatusCode.OK);
+        Assert.True(retry.IsReplay);
+        Assert.Equal(first.Text, retry.Text);
+        (await AdminAsync(HttpMethod.Post, Organizations(), new { name = "Other", externalId }, headers))
+            .ExpectProblem(HttpStatusCode.Conflict, "idempotency_conflict");
+        var found = (await AdminAsync(HttpMethod.Get, Organizations() + "?q=" + Uri.EscapeDataString(externalId))).Expect(HttpStatusCode.OK);
+        Assert.Single(found.Json!["items"]!.AsArray());
+        // The admin API's keys are its own: an organization may use the same key for a consumption.
+        var organization = await server.CreateOrganizationAsync(creditsPerPeriod: 10);
+        (await server.ConsumeAsync(organization.Key, idempotencyKey: "create-" + externalId)).Expect(HttpStatusCode.Created);
         await server.AssertLedgerVerifiedAsync();
     }
 

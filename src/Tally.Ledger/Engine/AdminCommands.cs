@@ -45,11 +45,22 @@ internal static class Views
     }
 }
 
-internal sealed class CreateOrganizationCommand(string name, string? externalId) : LedgerCommand<OrganizationView>
+/// <summary>Creates an organization; with a key (optional here, unlike a spending's), rule 2 holds for the creation too.</summary>
+internal sealed class CreateOrganizationCommand(string name, string? externalId, string? key) : LedgerCommand<OrganizationView>
 {
     public override string? OrganizationId => null;
+    public override string? IdempotencyKey => key;
+    public override string? IdempotencyScope => key is null ? null : Idempotency.AdminScope;
 
     protected override Outcome<OrganizationView> DecideOutcome(DecisionContext context)
+    {
+        if (key is null) return Create(context);
+        if (Idempotency.Invalid(key) is { } invalid) return Outcome<OrganizationView>.Failure(invalid);
+        return Idempotency.Decide(context, Idempotency.AdminScope, key, Spending.Join("create-organization", name, externalId),
+            LedgerJson.Default.OrganizationView, () => Create(context));
+    }
+
+    private Outcome<OrganizationView> Create(DecisionContext context)
     {
         var state = new OrganizationState
         {

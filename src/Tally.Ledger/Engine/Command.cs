@@ -9,6 +9,9 @@ internal abstract class LedgerCommand
     /// <summary>The organization whose state the command needs, or null for a command that creates one.</summary>
     public abstract string? OrganizationId { get; }
     public virtual string? IdempotencyKey => null;
+
+    /// <summary>Whose keys <see cref="IdempotencyKey"/> is unique among: the organization's, or the admin API's own for a creation.</summary>
+    public virtual string? IdempotencyScope => OrganizationId;
     public virtual string? ConsumptionId => null;
     public virtual string? HoldId => null;
 
@@ -62,17 +65,28 @@ internal abstract class IdempotentCommand<T>(string organizationId, string key, 
 
     protected sealed override Outcome<T> DecideOutcome(DecisionContext context)
     {
-        if (!Model.Limits.IsValidIdempotencyKey(key))
-        {
-            return Outcome<T>.Failure(LedgerError.Invalid("idempotencyKey",
-                $"An idempotency key is 1 to {Model.Limits.IdempotencyKeyLengthMax} printable ASCII characters."));
-        }
-        if (Validate() is { } invalid) return Outcome<T>.Failure(invalid);
+        if ((Idempotency.Invalid(key) ?? Validate()) is { } invalid) return Outcome<T>.Failure(invalid);
         var state = context.Organization(organizationId);
         if (NeedsActiveOrganization && state is not { Status: Model.OrganizationStatus.Active }) return Outcome<T>.Failure(LedgerError.OrganizationUnavailable);
         if (state is null) return Outcome<T>.Failure(LedgerError.NotFound("The organization"));
-        var fingerprint = Fingerprint(Parameters);
-        if (context.FindIdempotency(organizationId, key) is { } existing)
+        return Idempotency.Decide(context, organizationId, key, Parameters, resultType, () => DecideFresh(state, context));
+    }
+
+    protected abstract Outcome<T> DecideFresh(Model.OrganizationState state, DecisionContext context);
+}
+
+/// <summary>Rule 2's replay, conflict and record of one key in one scope, for every command that takes a key.</summary>
+internal static class Idempotency
+{
+    /// <summary>The scope of the keys of the admin API's creations, which belong to no organization yet.</summary>
+    public const string AdminScope = "";
+
+    /// <summary>The stored result on the same parameters, a conflict on others, or else the fresh decision, remembered if it succeeded.</summary>
+    public static Outcome<T> Decide<T>(
+        DecisionContext context, string scope, string key, string parameters, JsonTypeInfo<T> resultType, Func<Outcome<T>> decideFresh)
+    {
+        var fingerprint = KeyMaterial.Sha256Hex(parameters);
+        if (context.FindIdempotency(scope, key) is { } existing)
         {
             if (existing.Fingerprint != fingerprint)
             {
@@ -81,18 +95,19 @@ internal abstract class IdempotentCommand<T>(string organizationId, string key, 
             }
             return new Outcome<T>(JsonSerializer.Deserialize(existing.Result, resultType), null, Replayed: true);
         }
-        var outcome = DecideFresh(state, context);
+        var outcome = decideFresh();
         if (outcome.Succeeded)
         {
             var result = JsonSerializer.Serialize(outcome.Value!, resultType);
-            context.Changes.Idempotency[(organizationId, key)] = new IdempotencyRecord(organizationId, key, fingerprint, result, context.Now);
+            context.Changes.Idempotency[(scope, key)] = new IdempotencyRecord(scope, key, fingerprint, result, context.Now);
         }
         return outcome;
     }
 
-    protected abstract Outcome<T> DecideFresh(Model.OrganizationState state, DecisionContext context);
-
-    private static string Fingerprint(string parameters) => KeyMaterial.Sha256Hex(parameters);
+    /// <summary>Why a key cannot be one, or null.</summary>
+    public static LedgerError? Invalid(string key) => Model.Limits.IsValidIdempotencyKey(key)
+        ? null
+        : LedgerError.Invalid("idempotencyKey", $"An idempotency key is 1 to {Model.Limits.IdempotencyKeyLengthMax} printable ASCII characters.");
 }
 
 /// <summary>A command on an existing organization, without an idempotency key (admin changes, the sweep).</summary>

@@ -98,8 +98,9 @@ public sealed class LedgerEngine : IAsyncDisposable
         Submit(new CaptureCommand(organizationId, holdId, credits, idempotencyKey));
     public Task<Outcome<ReleaseReceipt>> ReleaseAsync(string organizationId, string holdId, string idempotencyKey) =>
         Submit(new ReleaseCommand(organizationId, holdId, idempotencyKey));
-    public Task<Outcome<OrganizationView>> CreateOrganizationAsync(string name, string? externalId = null) =>
-        Submit(new CreateOrganizationCommand(name, externalId));
+    /// <param name="idempotencyKey">Optional: a retry with the same key and parameters answers the organization created first.</param>
+    public Task<Outcome<OrganizationView>> CreateOrganizationAsync(string name, string? externalId = null, string? idempotencyKey = null) =>
+        Submit(new CreateOrganizationCommand(name, externalId, idempotencyKey));
     public Task<Outcome<OrganizationView>> UpdateOrganizationAsync(string organizationId, string? name, OrganizationStatus? status) =>
         Submit(new UpdateOrganizationCommand(organizationId, name, status));
     public Task<Outcome<bool>> DeleteOrganizationAsync(string organizationId) => Submit(new DeleteOrganizationCommand(organizationId));
@@ -329,8 +330,8 @@ public sealed class LedgerEngine : IAsyncDisposable
         foreach (var command in batch)
         {
             assistants |= command.ChangesAssistants;
+            if (command is { IdempotencyScope: { } scope, IdempotencyKey: { } key }) keys.Add((scope, key));
             if (command.OrganizationId is not { } organizationId) continue;
-            if (command.IdempotencyKey is { } key) keys.Add((organizationId, key));
             if (command.ConsumptionId is { } consumptionId) consumptions.Add((organizationId, consumptionId));
             if (command.HoldId is { } holdId) holds.Add((organizationId, holdId));
         }

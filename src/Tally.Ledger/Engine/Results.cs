@@ -95,6 +95,7 @@ public sealed record VerifyReport(
 [JsonSerializable(typeof(CaptureReceipt))]
 [JsonSerializable(typeof(ReleaseReceipt))]
 [JsonSerializable(typeof(GrantView))]
+[JsonSerializable(typeof(OrganizationView))]
 [JsonSerializable(typeof(Allocation[]))]
 [JsonSerializable(typeof(Dictionary<string, string>))]
 internal sealed partial class LedgerJson : JsonSerializerContext;

@@ -7,7 +7,7 @@ using Tally.Ledger.Model;
 
 namespace Tally.Admin;
 
-public sealed record OrganizationBody(string Name, string? ExternalId = null);
+public sealed record OrganizationBody(string Name, string? ExternalId = null, string? IdempotencyKey = null);
 
 public sealed record OrganizationPatchBody(string? Name = null, string? Status = null);
 
@@ -57,16 +57,18 @@ public static class AdminApi
         return routes;
     }
 
-    public static async Task<Results<Created<OrganizationView>, ProblemHttpResult>> CreateOrganization(HttpContext context, LedgerEngine engine)
+    public static async Task<Results<Created<OrganizationView>, Ok<OrganizationView>, ProblemHttpResult>> CreateOrganization(HttpContext context, LedgerEngine engine)
     {
         var (body, problem) = await BodyReader.ReadAsync(context.Request);
         if (body is null) return problem!;
         var name = body.String("name", Limits.TextLengthMax, required: true);
         var externalId = body.Label("externalId");
+        // Optional: a provisioning script that retries a creation sends one, so that the retry makes no second organization.
+        var key = body.IdempotencyKey(context.Request, optional: true);
         if (!body.IsValid) return body.Problem;
-        var outcome = await engine.CreateOrganizationAsync(name!, externalId);
-        if (!outcome.Succeeded) return Outcomes.Problem(context, outcome.Error!);
-        return TypedResults.Created($"/v1/admin/organizations/{outcome.Value!.Id}", outcome.Value);
+        var outcome = await engine.CreateOrganizationAsync(name!, externalId, key);
+        if (outcome is { Succeeded: true, Replayed: false }) return TypedResults.Created($"/v1/admin/organizations/{outcome.Value!.Id}", outcome.Value);
+        return Outcomes.Created(context, outcome);
     }
 
     public static async Task<Results<Ok<Page<OrganizationSummary>>, ProblemHttpResult>> ListOrganizations(

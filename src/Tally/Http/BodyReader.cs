@@ -264,7 +264,8 @@ public sealed class BodyReader
     /// The idempotency key from the `Idempotency-Key` header or the body's `idempotencyKey` (rule 2);
     /// both may be given only if they agree.
     /// </summary>
-    public string? IdempotencyKey(HttpRequest request)
+    /// <param name="optional">For a request that may come without a key (an organization's creation): none is then null, not an error.</param>
+    public string? IdempotencyKey(HttpRequest request, bool optional = false)
     {
         var header = request.Headers["Idempotency-Key"];
         var fromBody = root.TryGetProperty("idempotencyKey", out var value) && value.ValueKind != JsonValueKind.Null ? value : (JsonElement?)null;
@@ -289,6 +290,7 @@ public sealed class BodyReader
             }
             key = bodyKey;
         }
+        if (optional && key is null) return null;
         if (!Limits.IsValidIdempotencyKey(key))
         {
             Fail("idempotencyKey", $"Is required: 1 to {Limits.IdempotencyKeyLengthMax} printable ASCII characters, in the Idempotency-Key header or the body.");

@@ -8,6 +8,26 @@ namespace Tally.Ledger.Tests.Contract;
 public abstract partial class LedgerContract
 {
     [Fact]
+    public async Task AnOrganizationCreatedWithAKeyIsCreatedOnceHoweverOftenTheCreationIsRetried()
+    {
+        await using var ledger = await StartAsync();
+        var first = Value(await ledger.Engine.CreateOrganizationAsync("Acme", "acme-1", "create-acme"));
+        var retries = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => ledger.Engine.CreateOrganizationAsync("Acme", "acme-1", "create-acme")));
+        Assert.All(retries, retry => Assert.True(retry.Replayed && retry.Value == first, "a retry answers the first creation"));
+        Refused(await ledger.Engine.CreateOrganizationAsync("Acme Ltd", "acme-1", "create-acme"), ErrorCode.IdempotencyConflict);
+        Refused(await ledger.Engine.CreateOrganizationAsync("Acme", "acme-1", " "), ErrorCode.ValidationFailed);
+        // Without a key, each creation is a new organization, as before.
+        Assert.NotEqual(first.Id, Value(await ledger.Engine.CreateOrganizationAsync("Acme", "acme-1")).Id);
+
+        await ledger.RestartAsync();
+        var afterRestart = await ledger.Engine.CreateOrganizationAsync("Acme", "acme-1", "create-acme");
+        Assert.True(afterRestart.Replayed);
+        Assert.Equal(first, afterRestart.Value);
+        Assert.Equal(2, (await ledger.Engine.Store.ListOrganizationsAsync(null, 10, "acme-1", CancellationToken.None)).Items.Count);
+        await ledger.AssertVerifiedAsync();
+    }
+
+    [Fact]
     public async Task RepeatingAConsumptionWithTheSameKeyReplaysTheFirstResultAndChargesOnce()
     {
         await using var ledger = await StartAsync();
