@@ -113,26 +113,28 @@ internal sealed class PutSubscriptionCommand(string organizationId, Subscription
             PeriodEnd = Periods.EndOf(anchor, request.Period, periodStart),
         };
         state.CancelledPeriodStart = null;
-        // The same period goes on when the new terms' period ends where the current one does and contains its start
-        // (which is the anchor's boundary, or the time of a change that started it within the anchor's period).
-        if (current is not null && current.PeriodEnd == terms.PeriodEnd && terms.PeriodStart <= current.PeriodStart)
+        // The usage period (under way, or ended by a cancellation) goes on when the new terms' period contains its
+        // start, which is an anchor's boundary or the time of a change that started it: it keeps that start and its
+        // usage, and ends where the new terms' period ends.
+        var continues = previousPeriodStart is { } previous && terms.PeriodStart <= previous && previous < terms.PeriodEnd;
+        if (continues && current is not null)
         {
-            // Rule 6, one allowance a period: new credits, a new plan name or a new rollover within the same period
-            // resize the period's allowance (what it already gave out stays spent) instead of issuing a second one.
+            // Rule 6, one allowance a period: new credits, a new plan name, a new rollover or a new end resize the
+            // period's allowance (what it already gave out stays spent) instead of issuing a second one.
             terms.PeriodStart = current.PeriodStart;
             state.Subscription = terms;
             Rules.ResizeAllowance(state, terms.CreditsPerPeriod is > 0 and var credits ? credits : 0, now, context.Changes);
             return new(Views.Subscription(terms), null);
         }
-        // A period that ends elsewhere (another anchor or length), or a subscription after none: the current
-        // period's grants end and a new period starts under the new terms, its usage at zero. After a period (under
-        // way, or ended by a cancellation) it starts now, not on the anchor's boundary: consumptions carry their
-        // period's start, and a boundary an earlier period had started on (terms changed away and back) would
-        // count that period's consumptions, and their refunds, in this one's usage.
+        // Otherwise the current period's grants end (a cancellation ended them already) and a period starts under the
+        // new terms, with its own allowance. A new period after an earlier one starts now, its usage at zero, not on
+        // the anchor's boundary: consumptions carry their period's start, so usage periods must start later and
+        // later, or one starting on a boundary an earlier period had started on would count that period's
+        // consumptions, and their refunds. A subscription resumed within the period it was cancelled in goes on with it.
         Rules.EndPeriodGrants(state, now, context.Changes);
         state.Subscription = terms;
-        var startsNow = previousPeriodStart is { } previous && previous != terms.PeriodStart;
-        Rules.StartPeriod(state, now, rolloverCredits: 0, context.Changes, startsAt: startsNow ? now : null);
+        var startsAt = continues ? previousPeriodStart : previousPeriodStart is null ? null : now;
+        Rules.StartPeriod(state, now, rolloverCredits: 0, context.Changes, startsAt: startsAt);
         if (terms.PeriodStart != previousPeriodStart) state.UsedInPeriod = 0;
         return new(Views.Subscription(terms), null);
     }

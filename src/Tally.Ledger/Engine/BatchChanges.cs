@@ -50,7 +50,7 @@ public sealed class BatchChanges
     public Dictionary<string, DateTimeOffset?> DeadlinesAsLoaded { get; } = new(StringComparer.Ordinal);
     public Dictionary<string, (string OrganizationId, GrantState Grant)> Grants { get; } = new(StringComparer.Ordinal);
 
-    /// <summary>Grants whose credits changed (an allowance resized by new terms), which a store writes in full.</summary>
+    /// <summary>Grants whose credits or expiry changed (a period's grants under new terms), which a store writes in full.</summary>
     public HashSet<string> GrantsResized { get; } = new(StringComparer.Ordinal);
     public Dictionary<string, HoldRow> Holds { get; } = new(StringComparer.Ordinal);
     public Dictionary<string, ConsumptionRecord> Consumptions { get; } = new(StringComparer.Ordinal);

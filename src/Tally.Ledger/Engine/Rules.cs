@@ -163,6 +163,17 @@ internal static class Rules
     public static void ResizeAllowance(OrganizationState state, long credits, DateTimeOffset now, BatchChanges changes)
     {
         var periodStart = state.Subscription!.PeriodStart;
+        // The period may end elsewhere under the new terms: its grants (allowance and rollover) expire with it.
+        foreach (var grant in state.Grants)
+        {
+            if (grant is { Source: GrantSource.Allowance or GrantSource.Rollover, Expired: false } && grant.PeriodStart == periodStart
+                && grant.ExpiresAt != state.Subscription.PeriodEnd)
+            {
+                grant.ExpiresAt = state.Subscription.PeriodEnd;
+                changes.TouchGrant(state.Id, grant);
+                changes.GrantsResized.Add(grant.Id);
+            }
+        }
         var allowance = state.Grants.Find(grant => grant.Source == GrantSource.Allowance && grant.PeriodStart == periodStart && !grant.Expired);
         if (allowance is null)
         {

@@ -9,7 +9,8 @@ public sealed class GrantState
     public required GrantSource Source { get; init; }
     public required int Priority { get; init; }
     public required DateTimeOffset EffectiveAt { get; init; }
-    public DateTimeOffset? ExpiresAt { get; init; }
+    /// <summary>Fixed, except for a period's grants when a change of terms within the period moves its end.</summary>
+    public DateTimeOffset? ExpiresAt { get; set; }
     public required DateTimeOffset CreatedAt { get; init; }
 
     /// <summary>For allowance and rollover grants, the start of the period they belong to.</summary>

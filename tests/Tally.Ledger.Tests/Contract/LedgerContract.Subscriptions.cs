@@ -203,22 +203,73 @@ public abstract partial class LedgerContract
     }
 
     [Fact]
-    public async Task AnAnchorChangedAwayAndBackStartsAPeriodThatCountsNoneOfTheEarlierConsumptions()
+    public async Task AnAnchorMovedAwayAndBackStartsNoPeriodThatCountsAnEarlierPeriodsConsumptions()
     {
         await using var ledger = await StartAsync();
         var organization = await ledger.OrganizationAsync(100);
         var anchor = ledger.Time.GetUtcNow();
         var consumption = Value(await ledger.ConsumeAsync(organization, 7));
         ledger.Time.Advance(TimeSpan.FromDays(1));
-        await ledger.SubscribeAsync(organization, 100, anchor: anchor.AddDays(5));
+        // The new anchor's period (from twelve hours after the first anchor) does not hold the first period's start: a
+        // new period starts now, its usage at zero.
+        var movedAt = ledger.Time.GetUtcNow();
+        await ledger.SubscribeAsync(organization, 100, anchor: anchor.AddHours(12));
         ledger.Time.Advance(TimeSpan.FromDays(1));
+        // Back to the first anchor, whose period holds the moved period's start: that period goes on.
         await ledger.SubscribeAsync(organization, 100, anchor: anchor);
+        var balance = await ledger.BalanceAsync(organization);
+        Assert.Equal((movedAt, anchor.AddMonths(1)), (balance.Subscription.PeriodStart!.Value, balance.Subscription.PeriodEnd!.Value));
         Assert.Equal((100L, 0L, 100L), await TotalUsedAndRemainingAsync(ledger, organization));
 
-        // A refund of a consumption of the first period lowers no later period's usage: used never goes below 0.
+        // A refund of the first period's consumption lowers no later period's usage: used never goes below 0.
         Value(await ledger.RefundAsync(organization, consumption.Id));
         Assert.Equal((100L, 0L, 100L), await TotalUsedAndRemainingAsync(ledger, organization));
-        Assert.Equal(ledger.Time.GetUtcNow(), (await ledger.BalanceAsync(organization)).Subscription.PeriodStart);
+        await ledger.AssertVerifiedAsync();
+    }
+
+    [Fact]
+    public async Task APeriodLengthChangedAwayAndBackWithinThePeriodKeepsItsUsageAndItsOneAllowance()
+    {
+        await using var ledger = await StartAsync();
+        var organization = await ledger.OrganizationAsync(100);
+        var anchor = ledger.Time.GetUtcNow();
+        Value(await ledger.ConsumeAsync(organization, 30));
+        ledger.Time.Advance(TimeSpan.FromDays(2));
+
+        // Weekly from the same anchor: the week holds the month's start, so the period goes on and ends sooner.
+        await ledger.SubscribeAsync(organization, 100, period: PeriodKind.Week, anchor: anchor);
+        var weekly = await ledger.BalanceAsync(organization);
+        Assert.Equal((anchor, anchor.AddDays(7)), (weekly.Subscription.PeriodStart!.Value, weekly.Subscription.PeriodEnd!.Value));
+        Assert.Equal((100L, 30L, 70L), (weekly.Total, weekly.Used, weekly.Remaining));
+        Assert.Equal(anchor.AddDays(7), Assert.Single(weekly.Grants).ExpiresAt);
+        // And back: still one allowance, nothing given twice.
+        await ledger.SubscribeAsync(organization, 100, anchor: anchor);
+        var monthly = await ledger.BalanceAsync(organization);
+        Assert.Equal((100L, 30L, 70L), (monthly.Total, monthly.Used, monthly.Remaining));
+        Assert.Equal(anchor.AddMonths(1), Assert.Single(monthly.Grants).ExpiresAt);
+        await ledger.RestartAsync();
+        Assert.Equal(anchor.AddMonths(1), Assert.Single((await ledger.BalanceAsync(organization)).Grants).ExpiresAt);
+        await ledger.AssertVerifiedAsync();
+    }
+
+    [Fact]
+    public async Task ASubscriptionResumedWithinAPeriodThatAChangeStartedGoesOnWithItsUsage()
+    {
+        await using var ledger = await StartAsync();
+        var organization = await ledger.OrganizationAsync(100);
+        var anchor = ledger.Time.GetUtcNow();
+        ledger.Time.Advance(TimeSpan.FromDays(3));
+        // A new anchor whose period does not hold the first one's start: a period that starts now.
+        var movedAt = ledger.Time.GetUtcNow();
+        await ledger.SubscribeAsync(organization, 100, anchor: anchor.AddDays(1));
+        Value(await ledger.ConsumeAsync(organization, 40));
+        Value(await ledger.Engine.CancelSubscriptionAsync(organization));
+        ledger.Time.Advance(TimeSpan.FromHours(1));
+
+        await ledger.SubscribeAsync(organization, 100, anchor: anchor.AddDays(1));
+        var balance = await ledger.BalanceAsync(organization);
+        Assert.Equal(movedAt, balance.Subscription.PeriodStart);
+        Assert.Equal(40, balance.Used);
         await ledger.AssertVerifiedAsync();
     }
 

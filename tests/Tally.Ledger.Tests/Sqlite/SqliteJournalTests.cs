@@ -126,13 +126,14 @@ public sealed class SqliteJournalTests : IDisposable
         var (store, engine, organization) = (locked.Store, locked.Engine, locked.Organization);
 
         // One batch each, all written by the projector's next transaction: the organization's row is written by
-        // every batch, with its deadline only by the hold's (the hold's expiry is the next deadline); the plan
-        // change to a shorter period expires the period's allowance and issues another, and both allowances are
-        // written again later.
+        // every batch, with its deadline only by the hold's (the hold's expiry is the next deadline); the cancellation
+        // expires the period's allowance and the subscription resumed in the same period issues another, and both
+        // allowances are written again later.
         LedgerHarness.Value(await engine.ConsumeAsync(new ConsumeRequest(organization, 5, "before-hold")));
         var hold = LedgerHarness.Value(await engine.HoldAsync(new HoldRequest(organization, 7, "hold", TtlSeconds: 600)));
         LedgerHarness.Value(await engine.ConsumeAsync(new ConsumeRequest(organization, 3, "after-hold")));
-        LedgerHarness.Value(await engine.PutSubscriptionAsync(organization, new SubscriptionRequest("large", 5_000, PeriodKind.Month)));
+        LedgerHarness.Value(await engine.CancelSubscriptionAsync(organization));
+        LedgerHarness.Value(await engine.PutSubscriptionAsync(organization, new SubscriptionRequest("large", 5_000, PeriodKind.Year)));
         var last = LedgerHarness.Value(await engine.ConsumeAsync(new ConsumeRequest(organization, 2, "after-plan-change")));
         locked.Unlock();
         await store.WaitForTablesAsync();
