@@ -16,7 +16,7 @@ public sealed class RateLimiterTests
     public void ACredentialGetsItsBurstThenOnlyWhatTimeRefills()
     {
         var clock = new TickClock();
-        var limiter = new CredentialRateLimiter(new TallyOptions { RateLimitPerSecond = RatePerSecond }, clock);
+        var limiter = new CredentialRateLimiter(new TallyOptions { RateLimitPerSecond = RatePerSecond }, clock, EveryCredentialKnown);
         var request = Request("Bearer sk_one");
 
         var burst = Enumerable.Range(0, 100).Count(_ => limiter.TryTake(request));
@@ -38,7 +38,7 @@ public sealed class RateLimiterTests
     public void OneKeyHasOneBucketWhicheverSpellingOrPublicPartItIsSentWith()
     {
         var clock = new TickClock();
-        var limiter = new CredentialRateLimiter(new TallyOptions { RateLimitPerSecond = RatePerSecond }, clock);
+        var limiter = new CredentialRateLimiter(new TallyOptions { RateLimitPerSecond = RatePerSecond }, clock, EveryCredentialKnown);
         string[] spellings =
         [
             "Bearer pk_one:sk_one", "Bearer sk_one", "sk_one", "bearer   sk_one ", "Bearer pk_other:sk_one", "  sk_one",
@@ -57,7 +57,7 @@ public sealed class RateLimiterTests
     public void AFullTableDropsTheBucketsThatRefilledAndNeverGrowsWithNewCredentials()
     {
         var clock = new TickClock();
-        var limiter = new CredentialRateLimiter(new TallyOptions { RateLimitPerSecond = RatePerSecond }, clock);
+        var limiter = new CredentialRateLimiter(new TallyOptions { RateLimitPerSecond = RatePerSecond }, clock, EveryCredentialKnown);
         for (var index = 0; index < CredentialRateLimiter.BucketsMax; index++) Assert.True(limiter.TryTake(Request($"Bearer sk_{index}")));
         Assert.Equal(CredentialRateLimiter.BucketsMax, limiter.BucketCount);
 
@@ -83,7 +83,7 @@ public sealed class RateLimiterTests
     public void ProbesAndScrapesAreNeverLimitedHoweverTheirPathIsSpelled(string path)
     {
         // Routing serves /Metrics and /healthz/ as /metrics and /healthz, so the exemption must cover them too.
-        var limiter = new CredentialRateLimiter(new TallyOptions { RateLimitPerSecond = RatePerSecond }, new TickClock());
+        var limiter = new CredentialRateLimiter(new TallyOptions { RateLimitPerSecond = RatePerSecond }, new TickClock(), EveryCredentialKnown);
         var request = Request("Bearer sk_one");
         request.Request.Path = path;
 
@@ -91,6 +91,45 @@ public sealed class RateLimiterTests
         request.Request.Path = "/v1/balance";
         Assert.Equal(2 * RatePerSecond, Enumerable.Range(0, 100).Count(_ => limiter.Allows(request)));
     }
+
+    [Fact]
+    public void CredentialsTheServerDoesNotKnowSpendTheirAddresssTokensNotABucketEach()
+    {
+        var clock = new TickClock();
+        var limiter = new CredentialRateLimiter(new TallyOptions { RateLimitPerSecond = RatePerSecond }, clock,
+            credential => credential.SequenceEqual("sk_known"));
+        var address = IPAddress.Parse("192.0.2.9");
+
+        // A new random key with every request: before, each got a fresh bucket, and none was ever refused.
+        var unknown = Enumerable.Range(0, 100).Count(index => limiter.TryTake(Request($"Bearer sk_guess{index}", address)));
+        Assert.Equal(2 * RatePerSecond, unknown);
+        Assert.Equal(1, limiter.BucketCount);
+        // A known key from the same address has its own bucket; another address has its own too.
+        Assert.Equal(2 * RatePerSecond, Enumerable.Range(0, 100).Count(_ => limiter.TryTake(Request("Bearer sk_known", address))));
+        Assert.True(limiter.TryTake(Request("Bearer sk_guess", IPAddress.Parse("192.0.2.10"))));
+        Assert.Equal(3, limiter.BucketCount);
+    }
+
+    [Fact]
+    public void ManyFirstRequestsOfOneCredentialAtOnceCountOneBucket()
+    {
+        var limiter = new CredentialRateLimiter(new TallyOptions { RateLimitPerSecond = 1_000_000 }, new TickClock(), EveryCredentialKnown);
+        const int Credentials = 20_000;
+        // Eight threads walk the same new credentials in the same order, so that first requests of one meet.
+        var requests = Enumerable.Range(0, Credentials).Select(index => Request($"Bearer sk_{index}")).ToArray();
+        using var start = new Barrier(8);
+        var threads = Enumerable.Range(0, 8).Select(_ => new Thread(() =>
+        {
+            start.SignalAndWait();
+            foreach (var request in requests) limiter.TryTake(request);
+        })).ToList();
+        threads.ForEach(thread => thread.Start());
+        threads.ForEach(thread => thread.Join());
+
+        Assert.Equal(Credentials, limiter.BucketCount);
+    }
+
+    private static bool EveryCredentialKnown(ReadOnlySpan<char> credential) => true;
 
     private static DefaultHttpContext Request(string authorization, IPAddress? address = null)
     {

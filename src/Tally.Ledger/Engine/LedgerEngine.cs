@@ -146,10 +146,22 @@ public sealed class LedgerEngine : IAsyncDisposable
     /// </summary>
     public bool TryFindCachedKey(ReadOnlySpan<char> secret, [NotNullWhen(true)] out ApiKeyRecord? key)
     {
+        if (TryFindFreshKey(secret, out key))
+        {
+            Interlocked.Increment(ref keyCacheHits);
+            return true;
+        }
+        return false;
+    }
+
+    /// <summary>Whether this secret's key is cached and fresh, without counting a look-up: the rate limiter's question.</summary>
+    public bool IsKeyCached(ReadOnlySpan<char> secret) => TryFindFreshKey(secret, out _);
+
+    private bool TryFindFreshKey(ReadOnlySpan<char> secret, [NotNullWhen(true)] out ApiKeyRecord? key)
+    {
         if (keyCache.GetAlternateLookup<ReadOnlySpan<char>>().TryGetValue(secret, out var cached)
             && (store.IsSoleWriter || time.GetElapsedTime(cached.LoadedAt) < options.SharedKeyCacheLifetime))
         {
-            Interlocked.Increment(ref keyCacheHits);
             key = cached.Key;
             return true;
         }

@@ -42,6 +42,7 @@ public static class ErrorEnvelopes
             404 => Problems.NotFound(message),
             405 => Problems.Of(405, "method_not_allowed", "Method not allowed", message),
             503 => Problems.Unavailable(message),
+            408 => Problems.Of(408, "request_timeout", "Request timeout", message),
             >= 500 => Problems.Internal(),
             _ => Problems.Of(status, "bad_request", "Bad request", message),
         };

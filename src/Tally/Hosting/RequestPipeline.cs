@@ -27,6 +27,9 @@ public static class RequestPipeline
             {
                 if (context.Request.ContentLength > ErrorEnvelopes.RequestBodyBytesMax)
                 {
+                    // The body is left unread, so the server closes the connection after the answer: said, so that a
+                    // client does not send its next request on it.
+                    context.Response.Headers.Connection = "close";
                     await ErrorEnvelopes.For(context, 413, ErrorEnvelopes.BodyTooLarge).ExecuteAsync(context);
                 }
                 else if (!limiter.Allows(context))
@@ -42,8 +45,15 @@ public static class RequestPipeline
             }
             catch (BadHttpRequestException exception) when (!context.Response.HasStarted)
             {
-                var message = exception.StatusCode == 413 ? ErrorEnvelopes.BodyTooLarge : "The request could not be read.";
+                var message = exception.StatusCode switch
+                {
+                    413 => ErrorEnvelopes.BodyTooLarge,
+                    408 => "The request's body did not arrive in time: send the whole body at once.",
+                    // Kestrel's own words name what is wrong with the framing (a chunk's size, the length).
+                    _ => $"The request could not be read: {exception.Message}",
+                };
                 ErrorEnvelopes.ClearKeepingRequestId(context);
+                context.Response.Headers.Connection = "close";
                 await ErrorEnvelopes.For(context, exception.StatusCode, message).ExecuteAsync(context);
             }
             catch (Exception exception) when (!context.Response.HasStarted && IsStoreUnavailable(exception))
