@@ -85,9 +85,12 @@ public sealed class CredentialRateLimiter
         var credential = header is { Length: > 0 and <= Auth.Credentials.AuthorizationLengthMax }
             ? Auth.Credentials.TryFindSecret(header, out var secret) ? header.AsSpan(secret) : header.AsSpan()
             : default;
-        var name = !credential.IsEmpty && isKnown(credential) ? NameOf(credential) : NameOf(context.Connection.RemoteIpAddress);
+        var name = credential.IsEmpty ? NameOf(context.Connection.RemoteIpAddress) : NameOf(credential);
         if (!buckets.TryGetValue(name, out var bucket))
         {
+            // A credential's bucket exists only if the credential was known when it was added, so the key cache is
+            // asked here alone, not again on every request of a key that authentication looks up anyway.
+            if (!credential.IsEmpty && !isKnown(credential)) name = NameOf(context.Connection.RemoteIpAddress);
             if (Volatile.Read(ref bucketCount) >= BucketsMax) Prune(now);
             if (Volatile.Read(ref bucketCount) >= BucketsMax) name = NameOf(context.Connection.RemoteIpAddress);
             bucket = GetOrAdd(name, now);

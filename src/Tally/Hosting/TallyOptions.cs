@@ -56,6 +56,7 @@ public sealed record TallyOptions
         var options = new TallyOptions();
         var store = Read("STORE", "Store").Value;
         var (urls, urlsSetting) = Read("URLS", "Urls");
+        var (operatorKey, operatorKeySetting) = Read("OPERATOR_KEY", "OperatorKey");
         return options with
         {
             DataDirectory = Read("DATA_DIR", "DataDir").Value ?? options.DataDirectory,
@@ -63,8 +64,8 @@ public sealed record TallyOptions
             UrlsSetting = urls is null ? options.UrlsSetting : urlsSetting,
             Store = store is null ? options.Store : ParseStore(store),
             Connection = Read("CONNECTION", "Connection").Value,
-            OperatorKey = Read("OPERATOR_KEY", "OperatorKey").Value,
-            OperatorKeySetting = Read("OPERATOR_KEY", "OperatorKey").Name,
+            OperatorKey = operatorKey,
+            OperatorKeySetting = operatorKeySetting,
             SweepInterval = Positive("SWEEP_SECONDS", "SweepSeconds") is { } seconds ? TimeSpan.FromSeconds(seconds) : options.SweepInterval,
             RateLimitPerSecond = Positive("RATE_LIMIT_PER_SECOND", "RateLimitPerSecond") ?? options.RateLimitPerSecond,
         };
@@ -84,17 +85,16 @@ public sealed record TallyOptions
     /// </summary>
     public static void CheckOperatorKey(TallyOptions options)
     {
-        (string? Value, string Name) setting = (options.OperatorKey, options.OperatorKeySetting);
-        if (setting.Value is not { } key) return;
+        if (options.OperatorKey is not { } key) return;
         if (key.Length is < OperatorKeyLengthMin or > OperatorKeyLengthMax)
         {
             throw new ArgumentException(
-                $"{setting.Name} must be {OperatorKeyLengthMin} to {OperatorKeyLengthMax} characters long; it is {key.Length}. " +
+                $"{options.OperatorKeySetting} must be {OperatorKeyLengthMin} to {OperatorKeyLengthMax} characters long; it is {key.Length}. " +
                 "Choose a long random key, or leave it unset on an empty store for a generated one.");
         }
         if (key.Any(character => char.IsWhiteSpace(character) || char.IsControl(character)))
         {
-            throw new ArgumentException($"{setting.Name} holds white space or a control character, which no Authorization header can carry; remove it.");
+            throw new ArgumentException($"{options.OperatorKeySetting} holds white space or a control character, which no Authorization header can carry; remove it.");
         }
     }
 
